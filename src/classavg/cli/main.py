@@ -1,0 +1,68 @@
+"""``classavg`` command-line entry point.
+
+Each subcommand lives in its own module of :mod:`classavg.cli` and exposes two functions:
+``add_parser(subparsers)`` (declares the arguments) and ``run(args)`` (a thin call into a
+documented library function; returns the process exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .._version import __version__
+from .._progress import set_progress
+
+__all__ = ["main", "build_parser"]
+
+#: Subcommand modules, in the order ``classavg --help`` lists them.
+SUBCOMMANDS = ("simulate", "info")
+
+logger = logging.getLogger("classavg")
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, no traceback."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="classavg", description="cryo-EM 2D class averaging with RELION-ready outputs")
+    parser.add_argument("--version", action="version", version=f"classavg {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"{__package__}.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # The CLI (not the library) owns the handler: the library only logs to module loggers.
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    if args.no_progress:
+        set_progress(False)
+    try:
+        return int(args._run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError, TypeError) as exc:
+        if args.verbose > 1:
+            raise
+        print(f"classavg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"classavg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
