@@ -1,0 +1,135 @@
+"""Rotation-invariant bispectrum features of steerable coefficients.
+
+For steerable coefficients ``c_j`` with angular frequencies ``k_j`` (rotating the image by
+alpha multiplies ``c_j`` by ``exp(-i k_j alpha)``), every triple ``(i, j, l)`` with
+``k_i + k_j = k_l`` gives a rotation invariant ``B = c_i c_j conj(c_l)``; mirroring the image
+conjugates ``B``.  The magnitude is compressed, ``|B| -> |B|^alpha`` (alpha = 1/3 makes the
+feature homogeneous of degree one in the image), a random subset of triples is drawn with
+probability proportional to ``(lam_i lam_j lam_l)^alpha`` (the steerable-PCA eigenvalues), and
+a PCA with a real basis (fitted on the bispectra of the images *and* their mirrors, hence real)
+compresses the result; every feature vector is normalised to unit length.  Because the PCA
+basis is real, the features of a mirrored image are the complex conjugates of the features.
+
+References
+----------
+.. [1] Z. Zhao, A. Singer, "Rotationally invariant image representation for viewing
+   direction classification in cryo-EM", J. Struct. Biol. 186(1), 153-166 (2014).
+.. [2] N. Halko, P.-G. Martinsson, Y. Shkolnisky, M. Tygert, "An algorithm for the principal
+   component analysis of large data sets", SIAM J. Sci. Comput. 33(5), 2580-2594 (2011).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sklearn.utils.extmath import randomized_svd
+
+__all__ = ["sample_triples", "bispectrum", "BispectrumPCA"]
+
+logger = logging.getLogger(__name__)
+
+
+def sample_triples(k, eigvals, sample_n, *, alpha=1 / 3, rng):
+    """Draw bispectrum triples ``(i, j, l)`` with ``k_i >= k_j >= 0`` and ``k_i + k_j = k_l``.
+
+    Parameters
+    ----------
+    k : ndarray of int, shape (m,)
+        Angular frequency of each component (sorted ascending).
+    eigvals : ndarray, shape (m,)
+        Their (signal) eigenvalues; triples are drawn with probability proportional to
+        ``(lam_i lam_j lam_l)^alpha``, without replacement.
+    sample_n : int
+        Number of triples (all of them when fewer exist).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of int, shape (t, 3)
+    """
+    k = np.asarray(k)
+    m = k.size
+    i, j = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    i, j = i.ravel(), j.ravel()
+    ok = (k[i] > k[j]) | ((k[i] == k[j]) & (i >= j))
+    i, j = i[ok], j[ok]
+    ksum = k[i] + k[j]
+    kmax = int(k.max())
+    starts = np.searchsorted(k, np.arange(kmax + 2))
+    counts = np.where(ksum <= kmax, starts[np.minimum(ksum + 1, kmax + 1)] -
+                      starts[np.minimum(ksum, kmax + 1)], 0)
+    i, j, ksum, counts = i[counts > 0], j[counts > 0], ksum[counts > 0], counts[counts > 0]
+    rep_i, rep_j = np.repeat(i, counts), np.repeat(j, counts)
+    offs = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    l = np.repeat(starts[ksum], counts) + offs
+    triples = np.stack([rep_i, rep_j, l], axis=1)
+    if triples.shape[0] <= sample_n:
+        return triples
+    lam = np.maximum(np.asarray(eigvals, dtype=np.float64), 0)
+    logw = alpha * (np.log(lam[triples[:, 0]] + 1e-300) + np.log(lam[triples[:, 1]] + 1e-300)
+                    + np.log(lam[triples[:, 2]] + 1e-300))
+    # Weighted sampling without replacement (Efraimidis-Spirakis): keep the sample_n largest
+    # keys u^(1/w); in logs: log(u) / w.
+    keys = np.log(rng.random(triples.shape[0])) * np.exp(-(logw - logw.max()))
+    pick = np.argpartition(-keys, sample_n - 1)[:sample_n]
+    return triples[np.sort(pick)]
+
+
+def bispectrum(coef, triples, alpha=1 / 3):
+    """Magnitude-compressed bispectrum ``|B|^alpha exp(i arg B)``, (n, t) complex64."""
+    c = np.asarray(coef, dtype=np.complex64)
+    b = c[:, triples[:, 0]] * c[:, triples[:, 1]] * np.conj(c[:, triples[:, 2]])
+    mag = np.abs(b)
+    scale = np.where(mag > 0, mag ** (alpha - 1), 0).astype(np.float32)
+    return b * scale
+
+
+class BispectrumPCA:
+    """Bispectrum features compressed by a mirror-symmetric randomized PCA.
+
+    Parameters
+    ----------
+    n_components : int
+        Complex feature dimension (``bispectrum_components``).
+    sample_n : int
+        Number of bispectrum triples.
+    alpha : float
+        Magnitude compression exponent.
+    fit_size : int
+        At most this many images fit the PCA (a random subset); all are transformed.
+    seed : int
+    """
+
+    def __init__(self, *, n_components=300, sample_n=4000, alpha=1 / 3, fit_size=8000, seed=0):
+        self.n_components = n_components
+        self.sample_n = sample_n
+        self.alpha = alpha
+        self.fit_size = fit_size
+        self.seed = seed
+
+    def fit(self, coef, k, eigvals):
+        """Choose triples and fit the PCA on steerable coefficients ``coef`` (n, m)."""
+        rng = np.random.default_rng(self.seed)
+        self.triples = sample_triples(k, eigvals, self.sample_n, alpha=self.alpha, rng=rng)
+        n = coef.shape[0]
+        sub = np.sort(rng.choice(n, self.fit_size, replace=False)) if n > self.fit_size \
+            else np.arange(n)
+        B = bispectrum(coef[sub], self.triples, self.alpha)
+        # The images and their mirrors (conjugate bispectra) together: the real Gram
+        # Re(B^H B) = Br^T Br + Bi^T Bi, i.e. the right singular vectors of [Br; Bi].
+        A = np.concatenate([B.real, B.imag], axis=0)
+        d = min(self.n_components, self.triples.shape[0], A.shape[0])
+        _, s, vt = randomized_svd(A, d, n_oversamples=20, n_iter=3, random_state=self.seed)
+        self.components = np.ascontiguousarray(vt.T.astype(np.float32))   # (t, d) real
+        self.singular_values = s
+        logger.info("bispectrum PCA: %d triples -> %d components (fit on %d images)",
+                    self.triples.shape[0], d, sub.size)
+        return self
+
+    def transform(self, coef):
+        """Unit-length complex features (n, d); the mirror image has the conjugate features."""
+        B = bispectrum(coef, self.triples, self.alpha)
+        u = B @ self.components
+        norm = np.linalg.norm(u, axis=1, keepdims=True)
+        return (u / np.where(norm > 0, norm, 1)).astype(np.complex64)

@@ -1,0 +1,179 @@
+"""Rotation-invariant representation (RIR) classification.
+
+Pipeline: Fourier-Bessel expansion -> steerable PCA (denoise and compress) -> bispectrum
+(rotation invariant, mirror conjugates) -> randomized PCA -> nearest neighbours over all
+images and their mirrors.  Following Zhao & Singer (J. Struct. Biol. 2014) and the ASPIRE
+design, with these differences: the steerable PCA and bispectrum PCA are fitted on a bounded
+random subset and applied in batches (memory bounded by ``batch_size``); eigenvalues are shrunk
+with the spiked-covariance estimator; the feature PCA is mirror-symmetric (real basis), so a
+mirrored image's features are conjugates and the neighbour search over 2n candidates costs two
+real matrix products; every image appears at most once per class.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from .._validation import check_choice, check_float, check_int, check_random_state
+from ..basis import FourierBesselBasis2D
+from .base import Class2D
+from .bispectrum import BispectrumPCA
+from .fspca import SteerablePCA, estimate_noise_variance
+from .neighbors import approximate_neighbors, exact_neighbors, has_faiss
+
+__all__ = ["RIRClass2D"]
+
+logger = logging.getLogger(__name__)
+
+#: Above this many images ``nn="auto"`` switches to the approximate (HNSW) index when faiss
+#: is installed.
+APPROXIMATE_NN_THRESHOLD = 30_000
+
+
+class RIRClass2D(Class2D):
+    """Rotation-invariant classification with steerable PCA and bispectrum features.
+
+    Parameters
+    ----------
+    src : ImageSource
+        Images to classify (phase-flipped and background-normalised data work best).
+    n_nbor : int, optional
+        Columns of the neighbour table, including the reference itself (default 100).
+    fspca_components : int, optional
+        Complex steerable-PCA components kept over all angular frequencies (default 400).
+    bispectrum_components : int, optional
+        Complex feature dimension after the bispectrum PCA (default 300).
+    sample_n : int, optional
+        Bispectrum triples drawn (default 4000).
+    alpha : float, optional
+        Magnitude compression exponent of the bispectrum (default 1/3).
+    nn : {"auto", "exact", "approximate"}, optional
+        Neighbour search: exact blocked matrix products, or an HNSW index (needs faiss);
+        "auto" uses the index above :data:`APPROXIMATE_NN_THRESHOLD` images when faiss is
+        installed.  The choice is recorded in :attr:`nn_method_`.
+    seed : int, optional
+        Seed of every random choice (fit subsets, triples, randomized PCA).
+    batch_size : int, optional
+        Images expanded at once; bounds memory (default 1024).
+    fit_size : int, optional
+        At most this many images (a random subset) fit the two PCAs (default 10000).
+    basis : FourierBesselBasis2D, optional
+        Basis to expand in; built for ``src.L`` when not given.
+
+    Attributes
+    ----------
+    basis, fspca : the fitted basis and :class:`SteerablePCA`
+    coef : ndarray, complex64, shape (n, fspca.n_components_)
+        Denoised steerable-PCA coefficients of every image (reusable by averagers).
+    features : ndarray, complex64, shape (n, bispectrum_components)
+        Unit-length rotation-invariant features.
+    nn_method_ : str
+        "exact" or "approximate".
+    timings_ : dict
+        Wall time in seconds of each stage.
+    """
+
+    def __init__(self, src, *, n_nbor=100, fspca_components=400, bispectrum_components=300,
+                 sample_n=4000, alpha=1 / 3, nn="auto", seed=0, batch_size=1024,
+                 fit_size=10_000, basis=None):
+        super().__init__(src)
+        n = src.n
+        self.n_nbor = check_int("n_nbor", n_nbor, min=1)
+        if self.n_nbor >= n:
+            raise ValueError(f"n_nbor must be smaller than the number of images ({n}), "
+                             f"got {n_nbor!r}")
+        self.fspca_components = check_int("fspca_components", fspca_components, min=1)
+        self.bispectrum_components = check_int("bispectrum_components", bispectrum_components,
+                                               min=1)
+        self.sample_n = check_int("sample_n", sample_n, min=1)
+        if self.bispectrum_components > self.sample_n:
+            raise ValueError(f"bispectrum_components must be <= sample_n ({sample_n}), "
+                             f"got {bispectrum_components!r}")
+        for name, v in (("fspca_components", self.fspca_components),
+                        ("bispectrum_components", self.bispectrum_components)):
+            if v > n:
+                raise ValueError(f"{name} must be <= the number of images ({n}), got {v!r}; "
+                                 "lower it for small data sets")
+        self.alpha = check_float("alpha", alpha, min=0.0, max=1.0, min_inclusive=False)
+        self.nn = check_choice("nn", nn, ("auto", "exact", "approximate"))
+        if self.nn == "approximate" and not has_faiss():
+            raise ValueError("nn must be 'auto' or 'exact' when faiss is not installed "
+                             "(pip install classavg[fast]), got 'approximate'")
+        check_random_state(seed)
+        self.seed = seed
+        self.batch_size = check_int("batch_size", batch_size, min=1)
+        self.fit_size = check_int("fit_size", fit_size, min=2)
+        if basis is not None and basis.L != src.L:
+            raise ValueError(f"basis must be built for L={src.L}, got L={basis.L}")
+        self.basis = basis
+
+    # -- stages -------------------------------------------------------------------------------
+    def _expand(self, indices):
+        """FB coefficients and corner noise variance of the images at ``indices``."""
+        coefs, noise = [], []
+        for _, imgs in self.src.iter_batches(self.batch_size, indices=indices):
+            noise.append(estimate_noise_variance(imgs) * imgs.shape[0])
+            coefs.append(self.basis.expand(imgs))
+        return np.concatenate(coefs), sum(noise) / len(indices)
+
+    def fit_features(self):
+        """Run the basis, steerable-PCA and bispectrum stages; set :attr:`features`."""
+        rng = np.random.default_rng(self.seed)
+        n = self.src.n
+        self.timings_ = {}
+        t0 = time.perf_counter()
+        if self.basis is None:
+            self.basis = FourierBesselBasis2D(self.src.L, dtype=np.float32)
+        fit_idx = np.sort(rng.choice(n, self.fit_size, replace=False)) if n > self.fit_size \
+            else np.arange(n)
+        fb, noise_var = self._expand(fit_idx)
+        if noise_var <= 0:
+            # Noise-free data: any small positive level keeps the shrinkage well defined.
+            noise_var = 1e-6 * float(np.mean(np.abs(fb) ** 2))
+        self.noise_var_ = noise_var
+        self.fspca = SteerablePCA(self.basis, n_components=self.fspca_components)
+        self.fspca.fit(fb, noise_var)
+        if fit_idx.size == n:
+            self.coef = self.fspca.transform(fb)
+        else:
+            self.coef = np.empty((n, self.fspca.n_components_), np.complex64)
+            for idx, imgs in self.src.iter_batches(self.batch_size):
+                self.coef[idx] = self.fspca.transform(self.basis.expand(imgs))
+        del fb
+        self.timings_["basis+fspca"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self.bispectrum_pca = BispectrumPCA(
+            n_components=self.bispectrum_components, sample_n=self.sample_n, alpha=self.alpha,
+            fit_size=min(self.fit_size, 8000), seed=self.seed)
+        self.bispectrum_pca.fit(self.coef, self.fspca.k, self.fspca.eigvals)
+        d = self.bispectrum_pca.components.shape[1]
+        self.features = np.empty((n, d), np.complex64)
+        for s in range(0, n, self.batch_size):
+            self.features[s:s + self.batch_size] = self.bispectrum_pca.transform(
+                self.coef[s:s + self.batch_size])
+        self.timings_["bispectrum"] = time.perf_counter() - t0
+        return self.features
+
+    def classify(self):
+        """Classify every image; see :meth:`Class2D.classify` for the returned table."""
+        self.fit_features()
+        t0 = time.perf_counter()
+        n = self.src.n
+        if self.nn == "auto":
+            self.nn_method_ = ("approximate" if n > APPROXIMATE_NN_THRESHOLD and has_faiss()
+                               else "exact")
+        else:
+            self.nn_method_ = self.nn
+        if self.nn_method_ == "exact":
+            table = exact_neighbors(self.features, self.n_nbor)
+        else:
+            table = approximate_neighbors(self.features, self.n_nbor, seed=self.seed)
+        self.timings_["neighbors"] = time.perf_counter() - t0
+        self.class_indices, self.class_refl, self.class_distances = table
+        logger.info("RIRClass2D: %d images, %s neighbours, timings %s", n, self.nn_method_,
+                    {k: round(v, 2) for k, v in self.timings_.items()})
+        return table
