@@ -142,6 +142,9 @@ class FourierBesselBasis2D:
         self._bwd = [np.ascontiguousarray(bwd[s].astype(self.complex_dtype))
                      for s in self.k_slices]                     # (n_q, n_r) each
         self._mask = disk_mask(self.L, self.radius)
+        h = self.n_phi // 2
+        self._twiddle = np.exp(-1j * np.pi * np.arange(h) / h).astype(self.complex_dtype)
+        self._fwd = [w / self.n_phi for w in self._fwd]
         self._plans = {}
 
     def __repr__(self):
@@ -184,13 +187,20 @@ class FourierBesselBasis2D:
 
     def _expand_batch(self, f):
         n = f.shape[0]
+        h = self.n_phi // 2
         fm = np.where(self._mask, f, 0).astype(self.complex_dtype)
-        G = self._plan(2, n).execute(fm).reshape(n, self.n_r, self.n_phi // 2)
-        G = np.concatenate([G, np.conj(G)], axis=2)          # F(-w) = conj F(w)
-        g = scipy.fft.fft(G, axis=2, workers=-1)[:, :, :self.kmax + 1] / self.n_phi
+        G = self._plan(2, n).execute(fm).reshape(n, self.n_r, h)
+        # The full circle holds G(phi) and G(phi + pi) = conj G(phi), so the angular Fourier
+        # coefficient k is (1/n_phi) sum_m (G_m + (-1)^k conj G_m) exp(-2 pi i k m / n_phi):
+        # an rfft of 2 Re G for even k and an FFT of 2i Im G exp(-i pi m / h) for odd k.
+        even = scipy.fft.rfft(2 * G.real, axis=2, workers=-1)
+        odd = scipy.fft.fft(2j * G.imag * self._twiddle, axis=2, workers=-1)
+        g = np.empty((self.kmax + 1, n, self.n_r), dtype=self.complex_dtype)
+        g[0::2] = np.moveaxis(even[:, :, :(self.kmax + 2) // 2], 2, 0)
+        g[1::2] = np.moveaxis(odd[:, :, :(self.kmax + 1) // 2], 2, 0)
         out = np.empty((n, self.count), dtype=self.complex_dtype)
         for k, s in enumerate(self.k_slices):
-            out[:, s] = g[:, :, k] @ self._fwd[k]
+            out[:, s] = g[k] @ self._fwd[k]
         return out
 
     def evaluate(self, coef):
