@@ -6,14 +6,30 @@ averages and RELION-ready outputs.
 """
 
 from ._progress import set_progress
-from .sources import ArrayImageSource, ImageSource, evaluate_ctf
-
 from ._version import __version__
+from .basis import FourierBesselBasis2D
+from .classification import Class2D, RIRClass2D, SteerablePCA
+from .io import (DataError, DataFileNotFoundError, RelionSource, StackError, StarFileError,
+                 dataset_summary, save_source)
+from .sources import ArrayImageSource, ImageSource, evaluate_ctf
 
 __all__ = [
     "__version__",
     "set_progress",
+    # sources and I/O
     "ImageSource",
     "ArrayImageSource",
+    "RelionSource",
+    "save_source",
+    "dataset_summary",
     "evaluate_ctf",
+    "DataError",
+    "DataFileNotFoundError",
+    "StackError",
+    "StarFileError",
+    # basis and classification
+    "FourierBesselBasis2D",
+    "Class2D",
+    "RIRClass2D",
+    "SteerablePCA",
 ]

@@ -23,6 +23,7 @@ from .base import Class2D
 from .bispectrum import BispectrumPCA
 from .fspca import SteerablePCA, estimate_noise_variance
 from .neighbors import approximate_neighbors, exact_neighbors, has_faiss
+from .rerank import rerank_neighbors
 
 __all__ = ["RIRClass2D"]
 
@@ -62,6 +63,13 @@ class RIRClass2D(Class2D):
         At most this many images (a random subset) fit the two PCAs (default 10000).
     basis : FourierBesselBasis2D, optional
         Basis to expand in; built for ``src.L`` when not given.
+    rerank : bool, optional
+        Re-rank ``n_candidates`` bispectrum neighbours by their rotationally aligned
+        correlation of denoised steerable coefficients (default True; see
+        :mod:`classavg.classification.rerank`).  False reproduces the plain bispectrum
+        classification of the reference implementation.
+    n_candidates : int, optional
+        Candidates per image for re-ranking (default ``max(4 * n_nbor, 100)``, at most n).
 
     Attributes
     ----------
@@ -78,7 +86,7 @@ class RIRClass2D(Class2D):
 
     def __init__(self, src, *, n_nbor=100, fspca_components=400, bispectrum_components=300,
                  sample_n=4000, alpha=1 / 3, nn="auto", seed=0, batch_size=1024,
-                 fit_size=10_000, basis=None):
+                 fit_size=10_000, basis=None, rerank=True, n_candidates=None):
         super().__init__(src)
         n = src.n
         self.n_nbor = check_int("n_nbor", n_nbor, min=1)
@@ -109,6 +117,10 @@ class RIRClass2D(Class2D):
         if basis is not None and basis.L != src.L:
             raise ValueError(f"basis must be built for L={src.L}, got L={basis.L}")
         self.basis = basis
+        self.rerank = bool(rerank)
+        if n_candidates is None:
+            n_candidates = max(4 * self.n_nbor, 100)
+        self.n_candidates = min(check_int("n_candidates", n_candidates, min=self.n_nbor), n)
 
     # -- stages -------------------------------------------------------------------------------
     def _expand(self, indices):
@@ -168,11 +180,16 @@ class RIRClass2D(Class2D):
                                else "exact")
         else:
             self.nn_method_ = self.nn
+        n_search = self.n_candidates if self.rerank else self.n_nbor
         if self.nn_method_ == "exact":
-            table = exact_neighbors(self.features, self.n_nbor)
+            table = exact_neighbors(self.features, n_search)
         else:
-            table = approximate_neighbors(self.features, self.n_nbor, seed=self.seed)
+            table = approximate_neighbors(self.features, n_search, seed=self.seed)
         self.timings_["neighbors"] = time.perf_counter() - t0
+        if self.rerank:
+            t0 = time.perf_counter()
+            table = rerank_neighbors(self.coef, self.fspca.k, table[0], self.n_nbor)
+            self.timings_["rerank"] = time.perf_counter() - t0
         self.class_indices, self.class_refl, self.class_distances = table
         logger.info("RIRClass2D: %d images, %s neighbours, timings %s", n, self.nn_method_,
                     {k: round(v, 2) for k, v in self.timings_.items()})

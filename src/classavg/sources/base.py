@@ -191,12 +191,13 @@ class ImageSource(ABC):
         or ``-rlnOriginX`` (RELION 3.0, pixels).
         """
         md = self._metadata
-        if "rlnOriginXAngst" in md.columns:
-            return -np.stack([md["rlnOriginXAngst"], md["rlnOriginYAngst"]],
-                             axis=1).astype(np.float64) / self.pixel_size
-        if "rlnOriginX" in md.columns:
-            return -np.stack([md["rlnOriginX"], md["rlnOriginY"]], axis=1).astype(np.float64)
-        return np.zeros((self.n, 2))
+        out = np.zeros((self.n, 2))
+        for axis, label in enumerate("XY"):
+            if f"rlnOrigin{label}Angst" in md.columns:
+                out[:, axis] = -md[f"rlnOrigin{label}Angst"].to_numpy(np.float64) / self.pixel_size
+            elif f"rlnOrigin{label}" in md.columns:
+                out[:, axis] = -md[f"rlnOrigin{label}"].to_numpy(np.float64)
+        return out
 
     # -- lazy transforms (each returns a new source) -------------------------------------------
     def downsample(self, L):
