@@ -11,7 +11,8 @@ from .basis import FourierBesselBasis2D
 from .classification import Class2D, RIRClass2D, SteerablePCA
 from .io import (DataError, DataFileNotFoundError, RelionSource, StackError, StarFileError,
                  dataset_summary, save_source)
-from .sources import ArrayImageSource, ImageSource, evaluate_ctf
+from .sources import (ArrayImageSource, GaussianBlobVolume, ImageSource, Simulation,
+                      default_volume, evaluate_ctf, load_volume, simulate_dataset)
 
 __all__ = [
     "__version__",
@@ -23,6 +24,11 @@ __all__ = [
     "save_source",
     "dataset_summary",
     "evaluate_ctf",
+    "Simulation",
+    "simulate_dataset",
+    "GaussianBlobVolume",
+    "default_volume",
+    "load_volume",
     "DataError",
     "DataFileNotFoundError",
     "StackError",

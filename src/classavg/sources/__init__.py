@@ -2,5 +2,9 @@
 
 from .base import ArrayImageSource, ImageSource
 from .ctf import evaluate_ctf
+from .simulation import Simulation, load_ground_truth, simulate_dataset
+from .volume import GaussianBlobVolume, default_volume, load_volume
 
-__all__ = ["ImageSource", "ArrayImageSource", "evaluate_ctf"]
+__all__ = ["ImageSource", "ArrayImageSource", "evaluate_ctf", "Simulation",
+           "simulate_dataset", "load_ground_truth", "GaussianBlobVolume", "default_volume",
+           "load_volume"]
