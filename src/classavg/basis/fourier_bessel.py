@@ -121,7 +121,9 @@ class FourierBesselBasis2D:
         # Polar grid.  Along a ray, F is band-limited with type R (the disk radius), so
         # Chebyshev interpolation on [0, rho_max] converges once n_r exceeds ~ e R rho_max / 4.
         rho_max = lam_max / self.radius
-        self.n_r = int(np.ceil(0.75 * self.radius * rho_max)) + 12
+        # Measured on white noise at L = 64: 0.58 R rho_max + 12 nodes give ~1e-7 relative
+        # error (below float32 resolution), 0.75 R rho_max + 12 give ~1e-11 (float64).
+        self.n_r = int(np.ceil((0.75 if double else 0.58) * self.radius * rho_max)) + 12
         # On a circle of radius rho, F has angular frequencies up to ~ rho R (+ a margin);
         # n_phi > kmax + that avoids aliasing into the k <= kmax we keep.
         n_ang = int(np.ceil(rho_max * self.radius + 2.5 * (rho_max * self.radius) ** (1 / 3) + 8))

@@ -1,0 +1,118 @@
+"""Benchmark RIRClass2D: per-stage wall time, peak memory and neighbour accuracy.
+
+Examples
+--------
+    python benchmarks/classify.py --n 10000 --snr 0.125 --ctf
+    python benchmarks/classify.py --n 10000 --snr 0.25 0.125 0.0625 0.03125 --ctf
+    python benchmarks/classify.py --n 1000 10000 100000 --snr 0.125     # scaling curve
+
+Data: the built-in molecule simulated at 64 x 64 (Fourier-slice projections, optional CTF with
+7 defocus groups, phase flipped, background normalised), white noise at the given SNR
+(metrics.md definition).  Accuracy: fraction of the n_nbor - 1 neighbours whose viewing
+direction is within 5/10/20 degrees of the reference's (up to mirroring), the ceiling, the
+median angle and the mirror-flag agreement (``classavg.metrics``).  Peak memory is the process
+maximum resident set size (ru_maxrss), so run one configuration per process for clean figures
+(``--fresh`` re-runs each configuration in a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads):
+    from classavg import Simulation, set_progress
+    from classavg.classification import RIRClass2D
+    from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
+
+    set_progress(False)
+    sim = Simulation(L, n, snr=snr, ctf=ctf, seed=seed)
+    src = sim.phase_flip() if ctf else sim
+    src = src.normalize_background()
+    # Materialise the images first so the classification timing excludes simulation.
+    t0 = time.perf_counter()
+    from classavg.sources import ArrayImageSource
+    data = ArrayImageSource(src.images[:], pixel_size=src.pixel_size)
+    t_sim = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clf = RIRClass2D(data, n_nbor=n_nbor, rerank=rerank, seed=seed, nn=nn)
+    ci, cr, cd = clf.classify()
+    total = time.perf_counter() - t0
+    acc = neighbor_accuracy(ci, sim.viewing_directions)
+    return {
+        "n": n, "L": L, "snr": snr, "ctf": ctf, "n_nbor": n_nbor, "rerank": rerank,
+        "nn": clf.nn_method_, "threads": threads,
+        "simulate_s": round(t_sim, 2), "classify_s": round(total, 2),
+        "stages_s": {k: round(v, 2) for k, v in clf.timings_.items()},
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
+        "within_5": round(acc.fraction[5.0], 4), "within_10": round(acc.fraction[10.0], 4),
+        "within_20": round(acc.fraction[20.0], 4), "ceiling_10": round(acc.ceiling[10.0], 4),
+        "median_angle": round(acc.median_angle, 2),
+        "mirror_agreement": round(float(mirror_flag_agreement(ci, cr,
+                                                              sim.viewing_directions)), 4),
+        "fspca_components": int(clf.fspca.n_components_),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, nargs="+", default=[10000])
+    p.add_argument("--L", type=int, default=64)
+    p.add_argument("--snr", type=float, nargs="+", default=[0.125],
+                   help="SNR values; 0 means noise-free")
+    p.add_argument("--ctf", action="store_true", help="7 defocus groups, phase flipped")
+    p.add_argument("--n-nbor", type=int, default=50)
+    p.add_argument("--no-rerank", action="store_true", help="plain bispectrum neighbours")
+    p.add_argument("--both", action="store_true", help="run with and without re-ranking")
+    p.add_argument("--nn", default="auto", choices=["auto", "exact", "approximate"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="each configuration in a subprocess")
+    p.add_argument("--json", action="store_true", help="print JSON lines only")
+    args = p.parse_args(argv)
+    threads = os.cpu_count()
+    reranks = [False, True] if args.both else [not args.no_rerank]
+    rows = []
+    for n in args.n:
+        for snr in args.snr:
+            for rr in reranks:
+                if args.fresh:
+                    cmd = [sys.executable, __file__, "--n", str(n), "--L", str(args.L),
+                           "--snr", str(snr), "--n-nbor", str(args.n_nbor), "--nn", args.nn,
+                           "--seed", str(args.seed), "--json"]
+                    cmd += ["--ctf"] if args.ctf else []
+                    cmd += [] if rr else ["--no-rerank"]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                else:
+                    row = run_one(n, args.L, snr or None, args.ctf, args.n_nbor, rr,
+                                  args.seed, args.nn, threads)
+                rows.append(row)
+                if args.json:
+                    print(json.dumps(row), flush=True)
+                else:
+                    print(json.dumps(row), file=sys.stderr, flush=True)
+    if not args.json:
+        print("| n | SNR | CTF | rerank | nn | classify (s) | stages (s) | peak RSS (GB) | "
+              "<5° | <10° | <20° | ceiling 10° | median (°) | mirror |")
+        print("|" + "---|" * 14)
+        for r in rows:
+            st = ", ".join(f"{k} {v}" for k, v in r["stages_s"].items())
+            snr = "clean" if not r["snr"] else f"1/{round(1 / r['snr'])}"
+            print(f"| {r['n']} | {snr} | {'yes' if r['ctf'] else 'no'} | "
+                  f"{'yes' if r['rerank'] else 'no'} | {r['nn']} | {r['classify_s']} | {st} | "
+                  f"{r['peak_rss_gb']} | {r['within_5']:.1%} | {r['within_10']:.1%} | "
+                  f"{r['within_20']:.1%} | {r['ceiling_10']:.0%} | {r['median_angle']} | "
+                  f"{r['mirror_agreement']:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
