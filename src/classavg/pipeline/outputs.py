@@ -1,0 +1,250 @@
+"""Writing the outputs of a class-averaging run (see docs/outputs.md).
+
+Files in the output folder:
+
+``class_averages.mrcs`` / ``class_averages.star``
+    The averages (float32 MRC stack) in selection-rank order and a RELION STAR file listing
+    them (RELION labels only: ``rlnImageName``, ``rlnClassNumber`` = rank,
+    ``rlnClassDistribution``, ``rlnImageOriginalName`` = the reference particle's image).
+``classes.star``
+    One row per selected class with classavg's own labels (rank, class id, reference particle,
+    member count, partition population, score): not meant for RELION.
+``class_table.npz``
+    The full neighbour table of every image (``class_indices``, ``class_refl``,
+    ``class_distances``), the selection, and the alignment (``rotations`` radians, ``shifts``
+    pixels, ``scores``) of the selected classes; read it back with :func:`read_class_table`.
+``particles.star``
+    The input particles (optics block kept, RELION labels only) with ``rlnClassNumber`` (the
+    rank of the selected class the particle is closest to among those containing it; 0 when
+    it belongs to no selected class), ``rlnAnglePsi`` and ``rlnOriginXAngst/YAngst`` from its
+    alignment to that class's reference.
+``run.json``
+    Version, preset, parameters, seeds, timings: written last.
+``report.html``
+    A self-contained gallery of the averages.
+
+Everything is first written into a hidden staging folder inside the output folder and moved
+into place when complete, ``run.json`` last, so an interrupted run never leaves files that look
+finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import starfile
+
+from ..io.relion import save_source
+
+__all__ = ["write_outputs", "read_class_table", "particle_partition"]
+
+logger = logging.getLogger(__name__)
+
+
+def particle_partition(cas, rotations, shifts):
+    """Assign every particle to at most one selected class.
+
+    A particle goes to the selected class, among those listing it, where its feature distance
+    to the reference is smallest (a reference belongs to its own class).
+
+    Returns
+    -------
+    rank : ndarray of int, shape (n_particles,)
+        1-based rank of the assigned class, 0 for particles in no selected class.
+    rotation : ndarray, shape (n_particles,)
+        Radians, aligning the particle onto the class reference (0 when unassigned).
+    shift : ndarray, shape (n_particles, 2)
+        Pixels (x, y), applied before the rotation.
+    mirror : ndarray of bool, shape (n_particles,)
+    """
+    sel = cas.selection_indices
+    members = cas.class_indices[sel]                           # (k, m)
+    dist = cas.class_distances[sel].astype(np.float64)
+    k, m = members.shape
+    ranks = np.repeat(np.arange(1, k + 1), m)
+    flat = members.ravel()
+    order = np.lexsort((ranks, dist.ravel(), flat))            # by particle, distance, rank
+    first = order[np.r_[True, flat[order][1:] != flat[order][:-1]]]
+    n = cas.src.n
+    rank = np.zeros(n, np.int64)
+    rot = np.zeros(n)
+    sh = np.zeros((n, 2))
+    mir = np.zeros(n, bool)
+    p = flat[first]
+    rank[p] = ranks[first]
+    rot[p] = rotations.reshape(-1)[first]
+    sh[p] = shifts.reshape(-1, 2)[first]
+    mir[p] = cas.class_refl[sel].ravel()[first]
+    return rank, rot, sh, mir
+
+
+def read_class_table(path):
+    """Read ``class_table.npz`` back as a dict of arrays."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _particles_table(src, rank, rot, shift):
+    """The input particle table (RELION labels) with the partition columns."""
+    md = src.metadata
+    keep = [c for c in md.columns if isinstance(c, str) and c.startswith("rln")]
+    parts = md[keep].copy()
+    if "rlnImageName" not in parts.columns:
+        raise ValueError("particles.star needs the input's rlnImageName: run on a RELION STAR "
+                         "file (or save the source first)")
+    parts["rlnClassNumber"] = rank
+    # RELION's psi rotates the class reference onto the particle: the inverse of our rotation.
+    parts["rlnAnglePsi"] = np.mod(-np.degrees(rot), 360.0)
+    parts["rlnOriginXAngst"] = shift[:, 0] * src.pixel_size
+    parts["rlnOriginYAngst"] = shift[:, 1] * src.pixel_size
+    for c in ("rlnOriginX", "rlnOriginY"):
+        parts.pop(c, None)
+    optics = getattr(src, "optics", None)
+    if optics is not None and len(optics):
+        # Optics values are folded into the particle rows on reading: keep them in the block.
+        parts = parts.drop(columns=[c for c in optics.columns
+                                    if c in parts.columns and c != "rlnOpticsGroup"])
+        return {"optics": optics, "particles": parts}
+    return {"particles": parts}
+
+
+def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_size=256):
+    """Write every output of a :class:`ClassAvgSource` into ``out_dir``.
+
+    Parameters
+    ----------
+    cas : ClassAvgSource
+    out_dir : path
+        Created if needed; must not already hold a finished run unless ``overwrite``.
+    record : dict
+        Run record (version, preset, parameters, ...) written to ``run.json``; timings are
+        added.
+    report : bool
+        Also write ``report.html``.
+
+    Returns
+    -------
+    dict
+        Output name -> path.
+    """
+    out = Path(out_dir)
+    if (out / "run.json").exists() and not overwrite:
+        raise FileExistsError(f"{str(out)!r} already holds a finished run (run.json); choose "
+                              "another output folder or pass overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    stage = out / f".classavg-partial-{uuid.uuid4().hex[:8]}"
+    stage.mkdir()
+    try:
+        paths = _write_all(cas, stage, record, report, batch_size)
+        (out / "run.json").unlink(missing_ok=True)          # the old marker goes first
+        final = {}
+        for name, p in paths.items():
+            if name != "run.json":
+                final[name] = out / p.name
+                os.replace(p, final[name])
+        final["run.json"] = out / "run.json"
+        os.replace(paths["run.json"], final["run.json"])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    logger.info("wrote %s", ", ".join(str(p) for p in final.values()))
+    return final
+
+
+def _write_all(cas, stage, record, report, batch_size):
+    import time
+
+    t0 = time.perf_counter()
+    paths = {}
+    src = cas.src
+    sel = cas.selection_indices
+    n_images = src.n
+    # Averages: computed lazily in batches while the stack is written (the alignments of
+    # the selected classes are collected on the way, so they are not computed twice).
+    md = cas.metadata
+    paths["class_averages.star"] = save_source(cas, stage / "class_averages.star",
+                                               stack_name="class_averages.mrcs",
+                                               batch_size=batch_size)
+    paths["class_averages.mrcs"] = stage / "class_averages.mrcs"
+    rot, sh, sc = cas.alignment()
+    rank, prot, pshift, _ = particle_partition(cas, rot, sh)
+    population = np.bincount(rank, minlength=sel.size + 1)[1:]
+    # Add the class columns (RELION labels) to the averages' STAR file.
+    blocks = starfile.read(paths["class_averages.star"], always_dict=True)
+    table = blocks["particles"]
+    table["rlnClassNumber"] = np.arange(1, sel.size + 1)
+    table["rlnClassDistribution"] = population / n_images
+    names = src.metadata.get("rlnImageName")
+    if names is not None:
+        table["rlnImageOriginalName"] = names.to_numpy()[md["reference_particle"].to_numpy()]
+    starfile.write(blocks, paths["class_averages.star"], overwrite=True)
+
+    classes = pd.DataFrame({
+        "classavgRank": np.arange(1, sel.size + 1),
+        "classavgClassId": sel,
+        "classavgReferenceParticle": md["reference_particle"].to_numpy(),
+        "classavgMembers": np.full(sel.size, cas.n_nbor),
+        "classavgPopulation": population,
+        "classavgScore": md["score"].to_numpy(),
+        "classavgMeanDistance": cas.class_distances[sel, 1:].mean(axis=1)
+        if cas.n_nbor > 1 else np.zeros(sel.size),
+    })
+    starfile.write({"classes": classes}, stage / "classes.star")
+    paths["classes.star"] = stage / "classes.star"
+
+    np.savez_compressed(stage / "class_table.npz", class_indices=cas.class_indices,
+                        class_refl=cas.class_refl, class_distances=cas.class_distances,
+                        selection_indices=sel, rotations=rot, shifts=sh, scores=sc,
+                        particle_class_rank=rank)
+    paths["class_table.npz"] = stage / "class_table.npz"
+
+    if names is not None:
+        starfile.write(_particles_table(src, rank, prot, pshift), stage / "particles.star")
+        paths["particles.star"] = stage / "particles.star"
+    cas.timings["writing"] = time.perf_counter() - t0
+
+    if report:
+        from ..report import write_report
+
+        t0 = time.perf_counter()
+        import mrcfile
+
+        with mrcfile.mmap(paths["class_averages.mrcs"], mode="r") as mrc:
+            averages = np.asarray(mrc.data)
+            full = dict(record)
+            full["timings"] = {k: round(v, 3) for k, v in cas.timings.items()}
+            write_report(stage / "report.html", averages=averages, class_ids=sel,
+                         reference_ids=md["reference_particle"].to_numpy(),
+                         populations=population, scores=md["score"].to_numpy(),
+                         ranks=np.arange(1, sel.size + 1),
+                         class_distances=cas.class_distances, metadata=full,
+                         pixel_size=src.pixel_size,
+                         title=f"classavg: {sel.size} class averages")
+        paths["report.html"] = stage / "report.html"
+        cas.timings["report"] = time.perf_counter() - t0
+
+    rec = dict(record)
+    rec["timings"] = {k: round(v, 3) for k, v in cas.timings.items()}
+    rec["n_particles"] = int(n_images)
+    rec["n_classes"] = int(sel.size)
+    rec["n_assigned_particles"] = int((rank > 0).sum())
+    with open(stage / "run.json", "w") as f:
+        json.dump(rec, f, indent=2, default=_json_default)
+    paths["run.json"] = stage / "run.json"
+    return paths
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return repr(obj)

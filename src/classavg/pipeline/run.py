@@ -1,0 +1,97 @@
+"""One call from particles to outputs: :func:`run_classavg` (used by ``classavg run``)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+import time
+from pathlib import Path
+
+from .._version import __version__
+from .outputs import write_outputs
+from .presets import get_preset
+from .source import DefaultClassAvgSource
+
+__all__ = ["run_classavg", "prepare_source"]
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
+                   invert_contrast=False):
+    """Apply the usual lazy pre-processing to a particle source.
+
+    Order: phase flip (needs CTF metadata) -> Fourier downsample to ``downsample`` pixels ->
+    contrast inversion -> background normalisation (zero mean, unit variance outside the
+    particle disk).  Returns the new source and a list describing the steps.
+    """
+    steps = []
+    if phase_flip:
+        src = src.phase_flip()
+        steps.append("phase_flip")
+    if downsample is not None and downsample < src.L:
+        src = src.downsample(downsample)
+        steps.append(f"downsample({downsample})")
+    if invert_contrast:
+        src = src.invert_contrast()
+        steps.append("invert_contrast")
+    if normalize:
+        src = src.normalize_background()
+        steps.append("normalize_background")
+    return src, steps
+
+
+def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
+                 overwrite=False, report=True, record=None, batch_size=1024):
+    """Classify, select and average ``src`` with a preset and write every output.
+
+    Parameters
+    ----------
+    src : ImageSource
+        Particles (already pre-processed, see :func:`prepare_source`); a RELION source keeps
+        its STAR metadata so that ``particles.star`` can be written.
+    out_dir : path
+        Output folder (see :mod:`classavg.pipeline.outputs` for its files).
+    preset : str, optional
+        Preset version (default: the newest).
+    n_nbor, n_classes, seed : optional
+        Class size, the maximum number of classes kept, and the seed.
+    overwrite : bool
+        Replace a finished run in ``out_dir``.
+    report : bool
+        Write ``report.html``.
+    record : dict, optional
+        Extra entries for ``run.json`` (input path, pre-processing, command line).
+
+    Returns
+    -------
+    (ClassAvgSource, dict)
+        The class-average source and the written paths.
+    """
+    cfg = get_preset(preset)
+    started = _dt.datetime.now(_dt.timezone.utc)
+    t0 = time.perf_counter()
+    cas = DefaultClassAvgSource(src, cfg.name, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
+                                classifier_options=dict(batch_size=batch_size))
+    rec = {
+        "classavg_version": __version__,
+        "preset": cfg.name,
+        "preset_config": cfg.to_dict(),
+        "parameters": {"n_nbor": cas.n_nbor, "n_classes": n_classes, "seed": seed,
+                       "batch_size": batch_size,
+                       "classifier": type(cas.classifier).__name__,
+                       "selector": type(cas.class_selector).__name__,
+                       "averager": type(cas.averager).__name__,
+                       "image_stacker": type(cas.averager.image_stacker).__name__},
+        "seeds": {"classifier": seed},
+        "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src)},
+        "started": started.isoformat(),
+        "python": platform.python_version(),
+    }
+    if hasattr(cas.classifier, "nn_method_"):
+        rec["parameters"]["nn_method"] = cas.classifier.nn_method_
+    rec.update(record or {})
+    paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)
+    logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)
+    return cas, {k: Path(v) for k, v in paths.items()}

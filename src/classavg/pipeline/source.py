@@ -1,0 +1,225 @@
+"""``ClassAvgSource``: an :class:`ImageSource` of class averages, and its presets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from .. import averaging, selection
+from .._validation import check_int
+from ..classification import RIRClass2D
+from ..sources.base import ImageSource
+from .presets import get_preset, resolve_radius
+
+__all__ = ["ClassAvgSource", "DebugClassAvgSource", "DefaultClassAvgSource"]
+
+logger = logging.getLogger(__name__)
+
+
+class ClassAvgSource(ImageSource):
+    """Class averages of ``src`` as an image source.
+
+    Classifies once and selects once, on construction (the source's length is the number of
+    selected classes); the averages themselves are computed lazily, in batches, when images are
+    requested, and served from the selector's cache when a global selector already computed
+    them.  Average ``i`` always belongs to class ``selection_indices[i]``.
+
+    Parameters
+    ----------
+    src : ImageSource
+        The particle images.
+    classifier : Class2D
+        Produces the neighbour table (``classify()``).
+    class_selector : ClassSelector
+        Orders and filters the classes (``select(...)``).
+    averager : Averager2D
+        Averages rows of the table (``average(ci, cr, classes=...)``).
+    preset : str, optional
+        Name of the preset the parts came from (recorded in :attr:`record`).
+
+    Attributes
+    ----------
+    class_indices, class_refl, class_distances : ndarray, shape (n_images, n_nbor)
+        The classifier's neighbour table.
+    selection_indices : ndarray of int, shape (n,)
+        Selected class ids in rank order.
+    timings : dict
+        Seconds spent per stage.
+    """
+
+    def __init__(self, src, classifier, class_selector, averager, *, preset=None):
+        self.src = src
+        self.classifier = classifier
+        self.class_selector = class_selector
+        self.averager = averager
+        self.preset = preset
+        self.timings = {}
+        t0 = time.perf_counter()
+        self.class_indices, self.class_refl, self.class_distances = classifier.classify()
+        self.timings["classification"] = time.perf_counter() - t0
+        self.timings.update({f"classification/{k}": v for k, v in
+                             getattr(classifier, "timings_", {}).items()})
+        t0 = time.perf_counter()
+        sel = np.asarray(class_selector.select(self.class_indices, self.class_refl,
+                                               self.class_distances), dtype=np.int64)
+        self.timings["selection"] = time.perf_counter() - t0
+        if sel.ndim != 1 or sel.size == 0:
+            raise ValueError(f"class_selector must return a non-empty 1-D list of class ids, "
+                             f"got shape {sel.shape}")
+        self.selection_indices = sel
+        self._alignments = {}                 # class id -> (rotations, shifts, scores)
+        self._averaging_time = 0.0
+        ref = self.class_indices[sel, 0]
+        scores = getattr(class_selector, "selection_scores_", None)
+        md = pd.DataFrame({
+            "class_id": sel,
+            "rank": np.arange(1, sel.size + 1),
+            "reference_particle": ref,
+            "members": np.full(sel.size, self.class_indices.shape[1]),
+            "score": (np.asarray(scores, dtype=float) if scores is not None
+                      and len(scores) == sel.size else np.full(sel.size, np.nan)),
+        })
+        super().__init__(n=sel.size, L=src.L, dtype=src.dtype, pixel_size=src.pixel_size,
+                         metadata=md)
+
+    @property
+    def n_nbor(self):
+        return self.class_indices.shape[1]
+
+    def _images(self, indices):
+        classes = self.selection_indices[indices]
+        out = np.empty((indices.size, self.L, self.L), dtype=self.dtype)
+        todo = []
+        cached = getattr(self.class_selector, "cached_average", None)
+        for i, c in enumerate(classes):          # a dictionary look-up per class, no pixels
+            img = cached(int(c)) if cached is not None else None
+            if img is None:
+                todo.append(i)
+            else:
+                out[i] = img
+        if todo:
+            todo = np.asarray(todo)
+            t0 = time.perf_counter()
+            out[todo] = self.averager.average(self.class_indices, self.class_refl,
+                                              classes=classes[todo])
+            self._averaging_time += time.perf_counter() - t0
+            self.timings["averaging"] = self._averaging_time
+            self._store_alignment(getattr(self.averager, "alignment", None))
+        return out
+
+    def _store_alignment(self, result):
+        if result is None:
+            return
+        for j, c in enumerate(result.classes):
+            self._alignments[int(c)] = (result.rotations[j], result.shifts[j], result.scores[j])
+
+    def alignment(self, class_ids=None):
+        """Alignment of the members of the given classes (default: the selection).
+
+        Returns
+        -------
+        rotations (k, n_nbor) radians, shifts (k, n_nbor, 2) pixels, scores (k, n_nbor):
+        applied to member j in the order mirror -> shift -> rotate they bring it onto the
+        class reference (docs/conventions.md).  Classes not yet aligned are aligned now.
+        """
+        ids = self.selection_indices if class_ids is None else np.asarray(class_ids)
+        cached = getattr(self.class_selector, "cached_alignment", None)
+        if cached is not None:
+            for c in ids:
+                if int(c) not in self._alignments and cached(int(c)) is not None:
+                    self._alignments[int(c)] = cached(int(c))
+        missing = [int(c) for c in ids if int(c) not in self._alignments]
+        if missing and hasattr(self.averager, "align"):
+            self._store_alignment(self.averager.align(self.class_indices, self.class_refl,
+                                                      classes=np.asarray(missing)))
+        m = self.n_nbor
+        rot = np.zeros((ids.size, m))
+        sh = np.zeros((ids.size, m, 2))
+        sc = np.full((ids.size, m), np.nan)
+        for i, c in enumerate(ids):
+            if int(c) in self._alignments:
+                rot[i], sh[i], sc[i] = self._alignments[int(c)]
+        return rot, sh, sc
+
+
+def _make_selector(name, options, averager, n_classes):
+    cls = getattr(selection, name)
+    opts = dict(options)
+    if "quality_function" in opts:
+        opts["quality_function"] = getattr(selection, opts["quality_function"])()
+    if name.startswith("Global"):
+        opts["averager"] = averager
+    if name.startswith("Random"):
+        opts.setdefault("seed", 0)
+    return cls(n_classes=n_classes, **opts)
+
+
+class DebugClassAvgSource(ClassAvgSource):
+    """The simplest pipeline: RIR (plain bispectrum, exact neighbours), Top selection, BFR
+    averaging with mean stacking.  Output ``i`` is the class of image ``i``.
+
+    Component counts are lowered automatically for small data sets; any part can be replaced.
+    """
+
+    def __init__(self, src, *, n_nbor=10, seed=0, classifier=None, class_selector=None,
+                 averager=None):
+        n_nbor = check_int("n_nbor", n_nbor, min=1)
+        if classifier is None:
+            classifier = RIRClass2D(src, n_nbor=n_nbor, nn="exact", rerank=False, seed=seed,
+                                    **_small_data_options(src.n))
+        if averager is None:
+            averager = averaging.BFRAverager2D(src)
+        if class_selector is None:
+            class_selector = selection.TopClassSelector()
+        super().__init__(src, classifier, class_selector, averager, preset="debug")
+
+
+def _small_data_options(n):
+    """Component counts that a data set of n images supports (RIRClass2D requires <= n)."""
+    return dict(fspca_components=min(400, n), bispectrum_components=min(300, n),
+                sample_n=max(min(4000, 20 * n), min(300, n)))
+
+
+class DefaultClassAvgSource(ClassAvgSource):
+    """The pipeline of a named preset (default: the newest, see :mod:`.presets`).
+
+    Parameters
+    ----------
+    src : ImageSource
+    version : str, optional
+        Preset name (``classavg presets`` lists them).
+    n_nbor : int, optional
+        Class size (default: the preset's, 50).
+    n_classes : int, optional
+        Keep at most this many classes (default: all the selector keeps).
+    seed : int, optional
+        Seed of the classifier (and of random selection).
+    classifier, class_selector, averager : optional
+        Replace any part of the preset.
+    classifier_options : dict, optional
+        Extra ``RIRClass2D`` options (e.g. ``batch_size``).
+    """
+
+    def __init__(self, src, version=None, *, n_nbor=None, n_classes=None, seed=0,
+                 classifier=None, class_selector=None, averager=None,
+                 classifier_options=None):
+        preset = get_preset(version)
+        self.preset_config = preset
+        if classifier is None:
+            opts = dict(preset.classifier)
+            if n_nbor is not None:
+                opts["n_nbor"] = n_nbor
+            opts.update(_small_data_options(src.n))
+            opts.update(classifier_options or {})
+            classifier = RIRClass2D(src, seed=seed, **opts)
+        if averager is None:
+            aopts = {k: resolve_radius(v, src.L) if k == "radius" else v
+                     for k, v in preset.averager_options.items()}
+            averager = getattr(averaging, preset.averager)(src, **aopts)
+        if class_selector is None:
+            class_selector = _make_selector(preset.selector, preset.selector_options,
+                                            averager, n_classes)
+        super().__init__(src, classifier, class_selector, averager, preset=preset.name)
