@@ -104,8 +104,7 @@ def _particles_table(src, rank, rot, shift):
     parts["rlnAnglePsi"] = np.mod(-np.degrees(rot), 360.0)
     parts["rlnOriginXAngst"] = shift[:, 0] * src.pixel_size
     parts["rlnOriginYAngst"] = shift[:, 1] * src.pixel_size
-    for c in ("rlnOriginX", "rlnOriginY"):
-        parts.pop(c, None)
+    parts = parts.drop(columns=["rlnOriginX", "rlnOriginY"], errors="ignore")
     optics = getattr(src, "optics", None)
     if optics is not None and len(optics):
         # Optics values are folded into the particle rows on reading: keep them in the block.
