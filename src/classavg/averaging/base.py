@@ -11,6 +11,34 @@ For member j of class c, the averager reports a ``rotation`` (radians) and a ``s
 
 they bring image j onto the reference image ``class_indices[c, 0]``.  Column 0 (the reference)
 always has rotation 0 and shift (0, 0).
+
+Writing an aligning averager
+----------------------------
+:class:`AligningAverager2D` does the batching, the image reads, the bookkeeping of
+:attr:`~AligningAverager2D.alignment` and the stacking; a subclass implements one method::
+
+    def _align_batch(self, batch):      # batch: ClassBatch
+        ...
+        return rotations, shifts, scores   # (b, m), (b, m, 2), (b, m)
+
+``batch`` gives the rows of the batch (``indices``, ``refl``), the distinct images it needs
+(``images``, read once), their Fourier-Bessel coefficients (``batch.coefficients()``,
+computed once on first use and cached) and ``batch.inverse`` (``(b, m)`` positions of every
+member in those arrays).  ``batch.transformer`` (a
+:class:`~classavg.averaging._transform.MemberTransformer`) expands, shifts, rotates and
+synthesises images.  A
+subclass with its own way of forming averages (e.g. EM, soft assignments) overrides
+:meth:`~AligningAverager2D._stack_batch` as well, or :meth:`~AligningAverager2D.average`.
+
+Where stacking happens
+----------------------
+A linear stacker (:class:`~classavg.averaging.stackers.MeanImageStacker`) is applied to the
+Fourier-Bessel coefficients of the aligned members: the mean of the coefficients is
+synthesised once per class, the cheapest exact route (the mean of pixel images and of
+coefficients agree).  A non-linear (robust)
+stacker is applied where its ``domain`` says: on pixel images (default; every aligned member
+is synthesised, one basis evaluation each) or on the coefficients.  Averages are therefore
+band-limited to the basis and zero outside the disk of radius ``L / 2``.
 """
 
 from __future__ import annotations
@@ -21,9 +49,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._progress import progress
 from .._validation import check_int
 
-__all__ = ["Averager2D", "AligningAverager2D", "AlignmentResult", "check_class_table"]
+__all__ = ["Averager2D", "AligningAverager2D", "AlignmentResult", "ClassBatch",
+           "check_class_table", "check_classes"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +80,23 @@ class AlignmentResult:
     shifts: np.ndarray
     scores: np.ndarray
 
+    def __len__(self):
+        return int(self.classes.shape[0])
+
+    def __getitem__(self, i):
+        """Alignment of the i-th aligned row: ``(rotations, shifts, scores)``, (m,), (m, 2), (m,)."""
+        return self.rotations[i], self.shifts[i], self.scores[i]
+
+    def for_class(self, c):
+        """Alignment of the row with class id ``c`` (a value of :attr:`classes`)."""
+        hit = np.flatnonzero(self.classes == c)
+        if hit.size == 0:
+            raise KeyError(f"class {c!r} was not aligned")
+        return self[int(hit[0])]
+
     @classmethod
     def concatenate(cls, parts):
+        """Join the results of consecutive batches."""
         parts = list(parts)
         return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                      ("classes", "rotations", "shifts", "scores")))
@@ -75,6 +120,173 @@ def check_class_table(class_indices, class_refl, n_images):
         raise ValueError(f"class_refl must have the shape of class_indices {ci.shape}, "
                          f"got {cr.shape}")
     return ci.astype(np.int64, copy=False), cr.astype(bool, copy=False)
+
+
+def check_classes(classes, k):
+    """Validate a selection of rows of a k-row table; None means all rows -> int64 (k',)."""
+    if classes is None:
+        return np.arange(k, dtype=np.int64)
+    c = np.asarray(classes)
+    if c.ndim == 0:
+        c = c[None]
+    if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+        raise ValueError(f"classes must be a 1-D integer array of row numbers, got {classes!r}")
+    if c.size and (c.min() < 0 or c.max() >= k):
+        raise ValueError(f"classes must lie in [0, {k}), got values in [{c.min()}, {c.max()}]")
+    return c.astype(np.int64, copy=False)
+
+
+class CoefficientCache:
+    """Fourier-Bessel coefficients of source images, kept across batches up to a memory cap.
+
+    Images that appear in several classes are expanded once per averaging run instead of once
+    per batch.  When full, the cache is emptied and refilled (the simplest bounded policy;
+    it never costs more than expanding per batch).
+
+    Parameters
+    ----------
+    n_images : int
+        Size of the source.
+    count : int
+        Coefficients per image.
+    dtype : numpy complex dtype
+    max_bytes : int
+        Memory cap of the stored coefficients; 0 disables caching.
+    """
+
+    def __init__(self, n_images, count, dtype, max_bytes):
+        self.capacity = int(max_bytes // (count * np.dtype(dtype).itemsize))
+        self._slot = np.full(n_images, -1, dtype=np.int64) if self.capacity else None
+        self._data = None
+        self._count = count
+        self._dtype = dtype
+        self._used = 0
+
+    def get(self, indices, compute):
+        """Coefficients of ``indices`` (sorted, unique), calling ``compute(missing)`` once."""
+        if not self.capacity or indices.size > self.capacity:
+            return compute(indices)
+        if self._data is None:
+            self._data = np.empty((self.capacity, self._count), dtype=self._dtype)
+        slots = self._slot[indices]
+        miss = slots < 0
+        if miss.any():
+            if self._used + int(miss.sum()) > self.capacity:   # full: start again
+                self._slot[:] = -1
+                self._used = 0
+                slots = self._slot[indices]
+                miss = np.ones(indices.size, bool)
+            new = np.arange(self._used, self._used + int(miss.sum()))
+            self._data[new] = compute(indices[miss])
+            self._slot[indices[miss]] = new
+            self._used += new.size
+            slots = self._slot[indices]
+        return self._data[slots]
+
+
+class ClassBatch:
+    """A batch of rows of a neighbour table with their images, read and expanded once.
+
+    Attributes
+    ----------
+    rows : ndarray of int, shape (b,)
+        Row numbers (class ids) in the full table.
+    indices : ndarray of int, shape (b, m)
+        Image index of every member (column 0: the reference).
+    refl : ndarray of bool, shape (b, m)
+        Mirror flags.
+    unique : ndarray of int, shape (u,)
+        The distinct images of the batch (sorted).
+    inverse : ndarray of int, shape (b, m)
+        ``unique[inverse] == indices``: where each member sits in ``images`` and
+        ``coefficients()``.
+    images : ndarray, shape (u, L, L)
+        The distinct images, read once from the source.
+    transformer : MemberTransformer
+        The averager's expansion / transformation engine.
+    """
+
+    def __init__(self, rows, indices, refl, src, transformer, cache=None):
+        self.rows = rows
+        self.indices = indices
+        self.refl = refl
+        self.unique, inv = np.unique(indices, return_inverse=True)
+        self.inverse = inv.reshape(indices.shape)
+        self.images = src.images[self.unique]
+        self.transformer = transformer
+        self._cache = cache
+        self._coef = None
+        self._polar = None
+        self._shifted = None
+
+    @property
+    def n_classes(self):
+        return self.indices.shape[0]
+
+    @property
+    def n_members(self):
+        return self.indices.shape[1]
+
+    def coefficients(self):
+        """Fourier-Bessel coefficients of the distinct images (unmirrored), (u, count) (cached)."""
+        if self._coef is None:
+            if self._cache is None:
+                self._coef = self.transformer.expand(self.images)
+            else:
+                # ``unique`` is sorted: searchsorted finds the images of the cache misses
+                self._coef = self._cache.get(
+                    self.unique, lambda idx: self.transformer.expand(
+                        self.images[np.searchsorted(self.unique, idx)]))
+        return self._coef
+
+    def member_coefficients(self):
+        """Coefficients of every member, conjugated (mirrored) where ``refl``, (b, m, count)."""
+        a = self.coefficients()[self.inverse]
+        return np.where(self.refl[..., None], np.conj(a), a)
+
+    def shifted_member_coefficients(self, shifts):
+        """Coefficients of every member mirrored (where ``refl``) then shifted, (b, m, count).
+
+        Parameters
+        ----------
+        shifts : ndarray, shape (b, m, 2)
+            ``(x, y)`` pixels, applied after the mirror (the alignment convention).
+
+        The last result is cached (keyed by the shift values), so an averager that computes
+        these coefficients while aligning gets them back for free when stacking.  All-zero
+        shifts reuse :meth:`member_coefficients` (no new expansion).
+        """
+        shifts = np.asarray(shifts, dtype=np.float64)
+        key = shifts.tobytes()
+        if self._shifted is not None and self._shifted[0] == key:
+            return self._shifted[1]
+        if not shifts.any():
+            out = self.member_coefficients()
+        else:
+            tr = self.transformer
+            b, m = self.indices.shape
+            out = np.empty((b, m, tr.basis.count), dtype=tr.complex_dtype)
+            flat_idx = self.inverse.reshape(-1)
+            flat_out = out.reshape(b * m, -1)
+            sh = shifts.reshape(-1, 2)
+            rf = self.refl.reshape(-1)
+            for s in range(0, b * m, tr.chunk):
+                sl = slice(s, s + tr.chunk)
+                flat_out[sl] = tr.shifted_coefficients(self.images[flat_idx[sl]], sh[sl], rf[sl])
+        self._shifted = (key, out)
+        return out
+
+    def reference_images(self):
+        """The reference (column 0) image of every row, (b, L, L)."""
+        return self.images[self.inverse[:, 0]]
+
+    def polar(self):
+        """Polar Fourier samples of the distinct images, (u, n_r, n_phi // 2) (cached; see
+        :class:`~classavg.averaging._transform.PolarTransformer`)."""
+        if self._polar is None:
+            from ._transform import PolarTransformer
+            self._polar = PolarTransformer(self.transformer.basis).polar(self.images)
+        return self._polar
 
 
 class Averager2D(ABC):
@@ -125,18 +337,147 @@ class Averager2D(ABC):
 class AligningAverager2D(Averager2D):
     """An averager that first aligns every member to its reference, then stacks them.
 
-    After :meth:`average`, :attr:`alignment` holds the :class:`AlignmentResult` of the rows
-    averaged (in the order given).
+    Subclasses implement :meth:`_align_batch` (see the module docstring).  After
+    :meth:`average`, :attr:`alignment` holds the :class:`AlignmentResult` of the rows
+    averaged, in the order averaged, with ``alignment.classes`` their row numbers.
     """
 
     alignment: AlignmentResult | None = None
 
-    @abstractmethod
-    def align(self, class_indices, class_refl):
+    #: Memory cap (bytes) of the Fourier-Bessel coefficients kept across batches during one
+    #: :meth:`align` / :meth:`average` call (images shared by several classes are expanded
+    #: once); 0 expands per batch.
+    coefficient_cache_bytes = 256 * 2 ** 20
+
+    @property
+    def transformer(self):
+        """The :class:`~classavg.averaging._transform.MemberTransformer` of :attr:`basis`."""
+        tr = self.__dict__.get("_transformer")
+        if tr is None or tr.basis is not self.basis:
+            from ._transform import MemberTransformer
+            tr = MemberTransformer(self.basis)
+            self.__dict__["_transformer"] = tr
+        return tr
+
+    # -- batching ----------------------------------------------------------------------------
+    def _batches(self, class_indices, class_refl, classes, desc):
+        ci, cr = check_class_table(class_indices, class_refl, self.src.n)
+        rows = check_classes(classes, ci.shape[0])
+        starts = range(0, rows.size, self.batch_size)
+        tr = self.transformer
+        cache = CoefficientCache(self.src.n, self.basis.count, tr.complex_dtype,
+                                 self.coefficient_cache_bytes)
+        for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
+            r = rows[s:s + self.batch_size]
+            yield ClassBatch(r, ci[r], cr[r], self.src, tr, cache)
+
+    def _finish(self, batch, rotations, shifts, scores):
+        b, m = batch.indices.shape
+        rot = np.asarray(rotations, dtype=np.float64).reshape(b, m).copy()
+        sh = np.asarray(shifts, dtype=np.float64).reshape(b, m, 2).copy()
+        sc = np.asarray(scores, dtype=np.float64).reshape(b, m).copy()
+        ref = ~batch.refl[:, 0]                 # the reference is aligned with itself
+        rot[ref, 0] = 0.0
+        sh[ref, 0] = 0.0
+        rot = np.mod(rot + np.pi, 2 * np.pi) - np.pi
+        return AlignmentResult(batch.rows.copy(), rot, sh, sc)
+
+    # -- public API ------------------------------------------------------------------------------
+    def align(self, class_indices, class_refl, *, classes=None):
         """Align the members of each row to its reference.
+
+        Parameters
+        ----------
+        class_indices : ndarray of int, shape (k, n_nbor)
+            Neighbour table; column 0 is the reference of each row.
+        class_refl : ndarray of bool, shape (k, n_nbor), or None
+            Mirror flags (None: no member is mirrored).
+        classes : array_like of int, optional
+            Align only these rows (row numbers of the table), in this order (default: all).
 
         Returns
         -------
         AlignmentResult
-            rotations (k, n_nbor), shifts (k, n_nbor, 2), scores (k, n_nbor).
+            ``classes`` (the row numbers), rotations (k', n_nbor) radians in [-pi, pi),
+            shifts (k', n_nbor, 2) pixels, scores (k', n_nbor).  Applied to member j in the
+            order mirror -> shift -> rotation they bring it onto the reference.
         """
+        parts = [self._finish(b, *self._align_batch(b))
+                 for b in self._batches(class_indices, class_refl, classes, "aligning")]
+        return self._concat(parts)
+
+    def average(self, class_indices, class_refl, *, classes=None):
+        """Class averages, one per row, each in the frame of its reference (column 0).
+
+        For every batch of ``batch_size`` rows: read the distinct images once, align the
+        members (:meth:`_align_batch`), transform them (mirror -> shift -> rotate) and stack
+        them with :attr:`image_stacker` (:meth:`_stack_batch`).  Memory is bounded by the
+        batch.  The alignment of the rows is kept in :attr:`alignment`.
+
+        Parameters
+        ----------
+        class_indices : ndarray of int, shape (k, n_nbor)
+        class_refl : ndarray of bool, shape (k, n_nbor), or None
+        classes : array_like of int, optional
+            Average only these rows of the table, in this order (e.g. the selected classes of
+            a pipeline that keeps the full table); output i is row ``classes[i]`` and
+            ``alignment.classes == classes``.  Default: every row.
+
+        Returns
+        -------
+        ndarray, shape (k', L, L), dtype ``src.dtype``
+            Band-limited to the basis, zero outside the disk of radius ``L / 2``.
+        """
+        outs, parts = [], []
+        for b in self._batches(class_indices, class_refl, classes, "averaging"):
+            res = self._finish(b, *self._align_batch(b))
+            outs.append(np.asarray(self._stack_batch(b, res), dtype=self.src.dtype))
+            parts.append(res)
+        self.alignment = self._concat(parts)
+        if not outs:
+            return np.zeros((0, self.src.L, self.src.L), dtype=self.src.dtype)
+        return np.concatenate(outs)
+
+    @staticmethod
+    def _concat(parts):
+        if parts:
+            return AlignmentResult.concatenate(parts)
+        return AlignmentResult(np.zeros(0, np.int64), np.zeros((0, 0)), np.zeros((0, 0, 2)),
+                               np.zeros((0, 0)))
+
+    # -- to implement / override ---------------------------------------------------------------
+    def _align_batch(self, batch):
+        """Align one :class:`ClassBatch`.
+
+        Returns
+        -------
+        rotations : ndarray, shape (b, m)
+            Radians, counter-clockwise, applied last.
+        shifts : ndarray, shape (b, m, 2)
+            ``(x, y)`` pixels, applied after the mirror.
+        scores : ndarray, shape (b, m)
+            Higher is better.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement _align_batch")
+
+    def _stack_batch(self, batch, alignment):
+        """Transform the members of a batch by ``alignment`` and stack them -> (b, L, L).
+
+        Linear stackers act on Fourier-Bessel coefficients (a weighted sum formed in the polar
+        domain, one synthesis per class); robust stackers act on pixel images or coefficients
+        according to their ``domain``.
+        """
+        tr = self.transformer
+        st = self.image_stacker
+        b, m = batch.indices.shape
+        coef = batch.shifted_member_coefficients(alignment.shifts)     # (b, m, count)
+        coef = tr.rotate(coef, alignment.rotations)
+        if st.linear:
+            # A linear stacker is a (weighted) mean: probe its weights with the identity.
+            w = st(np.eye(m), axis=0).astype(tr.dtype)
+            return tr.evaluate(np.einsum("j,cjq->cq", w, coef))
+        if st.domain == "coefficients":
+            return tr.evaluate(st.stack(coef))
+        L = self.basis.L
+        imgs = tr.evaluate(coef.reshape(b * m, -1)).reshape(b, m, L, L)
+        return st.stack(imgs)

@@ -18,7 +18,7 @@ from .._progress import set_progress
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules, in the order ``classavg --help`` lists them.
-SUBCOMMANDS = ("simulate", "info")
+SUBCOMMANDS = ("demo", "run", "simulate", "info", "presets")
 
 logger = logging.getLogger("classavg")
 
