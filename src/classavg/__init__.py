@@ -11,6 +11,25 @@ from .basis import FourierBesselBasis2D
 from .classification import Class2D, RIRClass2D, SteerablePCA
 from .io import (DataError, DataFileNotFoundError, RelionSource, StackError, StarFileError,
                  dataset_summary, save_source)
+from .averaging import (AligningAverager2D, AlignmentResult, Averager2D, BFRAverager2D,
+                        BFSRAverager2D, BFSReddyChatterjiAverager2D, ImageStacker,
+                        MeanImageStacker, MedianImageStacker, ReddyChatterjiAverager2D,
+                        SigmaRejectionImageStacker, WinsorizedImageStacker)
+from .pipeline import (ClassAvgSource, DebugClassAvgSource, DefaultClassAvgSource,
+                       run_classavg)
+from .report import write_report
+from .selection import (BandedSNRImageQualityFunction, BandpassImageQualityFunction,
+                        BumpWeightedImageQualityMixin,
+                        BumpWeightedVarianceImageQualityFunction, ClassSelector,
+                        DistanceClassSelector, DistanceWithRepulsionClassSelector,
+                        GlobalClassSelector, GlobalWithRepulsionClassSelector,
+                        GreedyClassRepulsionMixin, ImageQualityFunction,
+                        NeighborVarianceClassSelector,
+                        NeighborVarianceWithRepulsionClassSelector, RandomClassSelector,
+                        RandomWithRepulsionClassSelector, RampWeightedImageQualityMixin,
+                        RampWeightedVarianceImageQualityFunction, TopClassSelector,
+                        TopWithRepulsionClassSelector, VarianceImageQualityFunction,
+                        WeightedImageQualityMixin)
 from .sources import (ArrayImageSource, GaussianBlobVolume, ImageSource, Simulation,
                       default_volume, evaluate_ctf, load_volume, simulate_dataset)
 
@@ -38,4 +57,45 @@ __all__ = [
     "Class2D",
     "RIRClass2D",
     "SteerablePCA",
+    # averaging
+    "Averager2D",
+    "AligningAverager2D",
+    "AlignmentResult",
+    "BFRAverager2D",
+    "BFSRAverager2D",
+    "ReddyChatterjiAverager2D",
+    "BFSReddyChatterjiAverager2D",
+    "ImageStacker",
+    "MeanImageStacker",
+    "MedianImageStacker",
+    "SigmaRejectionImageStacker",
+    "WinsorizedImageStacker",
+    # selection
+    "ClassSelector",
+    "TopClassSelector",
+    "RandomClassSelector",
+    "NeighborVarianceClassSelector",
+    "DistanceClassSelector",
+    "GreedyClassRepulsionMixin",
+    "TopWithRepulsionClassSelector",
+    "RandomWithRepulsionClassSelector",
+    "NeighborVarianceWithRepulsionClassSelector",
+    "DistanceWithRepulsionClassSelector",
+    "GlobalClassSelector",
+    "GlobalWithRepulsionClassSelector",
+    "ImageQualityFunction",
+    "VarianceImageQualityFunction",
+    "BandedSNRImageQualityFunction",
+    "BandpassImageQualityFunction",
+    "WeightedImageQualityMixin",
+    "RampWeightedImageQualityMixin",
+    "BumpWeightedImageQualityMixin",
+    "RampWeightedVarianceImageQualityFunction",
+    "BumpWeightedVarianceImageQualityFunction",
+    # pipeline and outputs
+    "ClassAvgSource",
+    "DebugClassAvgSource",
+    "DefaultClassAvgSource",
+    "run_classavg",
+    "write_report",
 ]
