@@ -91,21 +91,60 @@ def read_class_table(path):
         return {k: z[k] for k in z.files}
 
 
-def _particles_table(src, rank, rot, shift):
+def _root_source(src):
+    """Follow derived (transformed) sources back to the source that read the files."""
+    while hasattr(src, "parent"):
+        src = src.parent
+    return src
+
+
+def _portable_image_names(root, names, out_dir):
+    """Image names that RELION resolves from the output folder.
+
+    RELION resolves stack paths relative to its project folder (where it runs).  Names that
+    resolve as given from the current folder, or relative to the user's ``data_dir`` (the
+    project folder), are kept; names found only relative to the input STAR file's folder are
+    rewritten relative to the output folder.
+    """
+    stack_names = getattr(root, "stack_names", None)
+    if not stack_names:
+        return names
+    data_dir = getattr(root, "data_dir", None)
+    mapping = {}
+    for name, path in zip(stack_names, root.stack_paths):
+        keep = Path(name).resolve() == Path(path).resolve() or (
+            data_dir is not None and (Path(data_dir) / name).resolve() == Path(path).resolve())
+        if not keep:
+            mapping[name] = Path(os.path.relpath(path, Path(out_dir).resolve())).as_posix()
+    if not mapping:
+        return names
+    parts = names.str.split("@", n=1, expand=True)
+    if parts.shape[1] == 1:
+        return names.map(lambda x: mapping.get(x, x))
+    stacks = parts[1].map(lambda x: mapping.get(x, x))
+    return parts[0] + "@" + stacks
+
+
+def _particles_table(src, rank, rot, shift, out_dir):
     """The input particle table (RELION labels) with the partition columns."""
-    md = src.metadata
+    root = _root_source(src)
+    md = root.metadata
     keep = [c for c in md.columns if isinstance(c, str) and c.startswith("rln")]
     parts = md[keep].copy()
     if "rlnImageName" not in parts.columns:
         raise ValueError("particles.star needs the input's rlnImageName: run on a RELION STAR "
                          "file (or save the source first)")
+    parts["rlnImageName"] = _portable_image_names(root, parts["rlnImageName"].astype(str),
+                                                  out_dir)
     parts["rlnClassNumber"] = rank
     # RELION's psi rotates the class reference onto the particle: the inverse of our rotation.
     parts["rlnAnglePsi"] = np.mod(-np.degrees(rot), 360.0)
+    # Shifts are measured on the (possibly downsampled) classified images: Angstrom is
+    # invariant, so multiply by that source's pixel size.
     parts["rlnOriginXAngst"] = shift[:, 0] * src.pixel_size
     parts["rlnOriginYAngst"] = shift[:, 1] * src.pixel_size
     parts = parts.drop(columns=["rlnOriginX", "rlnOriginY"], errors="ignore")
-    optics = getattr(src, "optics", None)
+    optics = getattr(root, "optics", None)
     if optics is not None and len(optics):
         # Optics values are folded into the particle rows on reading: keep them in the block.
         parts = parts.drop(columns=[c for c in optics.columns
@@ -179,7 +218,7 @@ def _write_all(cas, stage, record, report, batch_size):
     table = blocks["particles"]
     table["rlnClassNumber"] = np.arange(1, sel.size + 1)
     table["rlnClassDistribution"] = population / n_images
-    names = src.metadata.get("rlnImageName")
+    names = _root_source(src).metadata.get("rlnImageName")
     if names is not None:
         table["rlnImageOriginalName"] = names.to_numpy()[md["reference_particle"].to_numpy()]
     starfile.write(blocks, paths["class_averages.star"], overwrite=True)
@@ -204,7 +243,8 @@ def _write_all(cas, stage, record, report, batch_size):
     paths["class_table.npz"] = stage / "class_table.npz"
 
     if names is not None:
-        starfile.write(_particles_table(src, rank, prot, pshift), stage / "particles.star")
+        starfile.write(_particles_table(src, rank, prot, pshift, stage.parent),
+                       stage / "particles.star")
         paths["particles.star"] = stage / "particles.star"
     cas.timings["writing"] = time.perf_counter() - t0
 
