@@ -1,6 +1,6 @@
 """Acceptance: the report opens in a headless browser and shows every class average.
 
-Chromium from Debian's packages (``scripts/install_chromium.sh`` installs it) is driven through
+Chromium from Debian's packages (``scripts/install_system_tools.sh`` installs it) is driven through
 its command line: ``--screenshot`` renders the page to a PNG whose pixels are analysed here, and
 ``--dump-dom`` returns the DOM after the page loaded, in which the report's own inline script
 has recorded how many thumbnails the browser decoded.  The tests skip when no Chromium is found
@@ -39,7 +39,7 @@ def find_chromium():
 CHROMIUM = find_chromium()
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
-    reason="no chromium binary found (install Debian's chromium: scripts/install_chromium.sh)")
+    reason="no chromium binary found (install Debian's chromium: scripts/install_system_tools.sh)")
 
 
 def run_chromium(tmp_path, url, *extra, timeout=120):
