@@ -78,23 +78,42 @@ def has_faiss():
     return True
 
 
-def approximate_neighbors(features, n_nbor, *, seed=0, ef_search=None, m=32):
-    """Approximate neighbour table with an HNSW graph index (faiss, inner product).
+def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None):
+    """Approximate neighbour table with an inverted-file index (faiss ``IndexIVFFlat``,
+    inner product).
 
     The index holds the plain features as real vectors ``[Re u, Im u]``; each image is queried
-    twice, plainly and mirrored (``[Re u, -Im u]``), and the two lists are merged.
+    twice, plainly and mirrored (``[Re u, -Im u]``), and the two lists are merged.  The
+    k-means coarse quantiser (``nlist`` cells, default ``4 sqrt(n)``) is trained on a seeded
+    subset; each query scans ``nprobe`` cells (default ``nlist / 8``, at least 16), i.e. about
+    an eighth of the data, which keeps the recall of the true nearest neighbours high.
+
+    References
+    ----------
+    .. [1] H. Jegou, M. Douze, C. Schmid, "Product quantization for nearest neighbor search",
+       IEEE TPAMI 33(1) (2011) (the inverted-file index); J. Johnson, M. Douze, H. Jegou,
+       "Billion-scale similarity search with GPUs", IEEE Trans. Big Data (2019) (faiss).
     """
     import faiss
 
     n = features.shape[0]
     x = np.ascontiguousarray(np.concatenate([features.real, features.imag], 1), np.float32)
     xm = np.ascontiguousarray(np.concatenate([features.real, -features.imag], 1), np.float32)
-    faiss.omp_set_num_threads(max(1, faiss.omp_get_max_threads()))
-    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = 80
-    index.hnsw.efSearch = ef_search or max(2 * n_nbor, 64)
-    faiss.cvar.rand_seed = int(seed) if hasattr(faiss, "cvar") else None
+    nlist = nlist or max(1, int(4 * np.sqrt(n)))
+    nprobe = nprobe or min(nlist, max(16, nlist // 8))
+    quantizer = faiss.IndexFlatIP(x.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    train = x[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
+    if train.shape[0] < 39 * nlist:          # faiss wants >= 39 points per centroid
+        nlist = max(1, train.shape[0] // 39)
+        nprobe = min(nlist, nprobe)
+        quantizer = faiss.IndexFlatIP(x.shape[1])
+        index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = int(seed)
+    index.train(train)
     index.add(x)
+    index.nprobe = nprobe
     sp, ip = index.search(x, n_nbor + 1)
     sm, im_ = index.search(xm, n_nbor + 1)
     sim = np.concatenate([sp, sm], 1)
@@ -107,12 +126,15 @@ def approximate_neighbors(features, n_nbor, *, seed=0, ef_search=None, m=32):
     # Keep each image once: sort by similarity, drop later duplicates of an index.
     order = np.argsort(-sim, axis=1, kind="stable")
     idx, sim, refl = (np.take_along_axis(a, order, 1) for a in (idx, sim, refl))
-    srt = np.sort(idx, axis=1)
-    dup = np.zeros_like(idx, bool)
-    for c in range(1, idx.shape[1]):                               # columns, not images
-        dup[:, c] = (idx[:, :c] == idx[:, c:c + 1]).any(1)
+    # Within a row sorted by similarity, a stable sort by image index puts each image's best
+    # occurrence first: the later ones are duplicates.
+    o = np.argsort(idx, axis=1, kind="stable")
+    srt = np.take_along_axis(idx, o, 1)
+    dup_sorted = np.zeros_like(idx, bool)
+    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.empty_like(dup_sorted)
+    np.put_along_axis(dup, o, dup_sorted, 1)
     sim = np.where(dup, -np.inf, sim)
-    del srt
     part = np.argsort(-sim, axis=1, kind="stable")[:, :n_nbor]
     return _finish(np.take_along_axis(sim, part, 1), np.take_along_axis(refl, part, 1),
                    np.take_along_axis(idx, part, 1), rows)

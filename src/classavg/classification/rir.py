@@ -29,7 +29,7 @@ __all__ = ["RIRClass2D"]
 
 logger = logging.getLogger(__name__)
 
-#: Above this many images ``nn="auto"`` switches to the approximate (HNSW) index when faiss
+#: Above this many images ``nn="auto"`` switches to the approximate (inverted-file) index when faiss
 #: is installed.
 APPROXIMATE_NN_THRESHOLD = 30_000
 
@@ -52,7 +52,7 @@ class RIRClass2D(Class2D):
     alpha : float, optional
         Magnitude compression exponent of the bispectrum (default 1/3).
     nn : {"auto", "exact", "approximate"}, optional
-        Neighbour search: exact blocked matrix products, or an HNSW index (needs faiss);
+        Neighbour search: exact blocked matrix products, or an inverted-file index (needs faiss);
         "auto" uses the index above :data:`APPROXIMATE_NN_THRESHOLD` images when faiss is
         installed.  The choice is recorded in :attr:`nn_method_`.
     seed : int, optional
