@@ -124,3 +124,50 @@ def test_transform_members_bad_input(basis64):
         transform_members(f, [[False]], [[[0, 0]]], [[0]], basis64, index=[[0]], output="x")
     with pytest.raises(ValueError, match="shifts must have shape"):
         shift_images(f, [1, 2, 3])
+
+
+@pytest.mark.parametrize("L", [16, 17, 64])
+def test_dense_transform_equals_basis(L):
+    from classavg.averaging._transform import DenseFBTransform
+    B = FourierBesselBasis2D(L, dtype=np.float64)
+    D = DenseFBTransform(B)
+    f = RNG.normal(size=(3, L, L))
+    # dense = exact pixel sums (Bessel functions evaluated directly); the basis' fast
+    # transform is accurate to ~1e-6 at the band edge for white noise at L = 64
+    a = B.expand(f)
+    assert np.abs(D.expand(f) - a).max() < 1e-5 * np.abs(a).max()
+    g = B.evaluate(a)
+    assert np.abs(D.evaluate(a) - g).max() < 1e-5 * np.abs(g).max()
+
+
+def test_member_transformer_methods_agree():
+    from classavg.averaging._transform import MemberTransformer
+    B = FourierBesselBasis2D(32, dtype=np.float64)
+    f = np.stack([blobs(64)[16:48, 16:48], RNG.normal(size=(32, 32))])
+    refl, sh, rot = [[True, False]], [[[0.5, -1.25], [1.0, 0.0]]], [[0.3, -2.0]]
+    dense = MemberTransformer(B, method="dense").transform(f, [[0, 1]], refl, sh, rot)
+    nufft = MemberTransformer(B, method="nufft").transform(f, [[0, 1]], refl, sh, rot)
+    assert np.abs(dense - nufft).max() < 1e-7 * np.abs(dense).max()
+    with pytest.raises(ValueError, match="method must be one of"):
+        MemberTransformer(B, method="fast")
+
+
+def test_coefficient_cache_refills_when_full():
+    from classavg.averaging.base import CoefficientCache
+    calls = []
+
+    def compute(idx):
+        calls.append(idx.copy())
+        return np.repeat(idx[:, None].astype(complex), 3, axis=1)
+
+    cache = CoefficientCache(20, 3, np.complex128, max_bytes=5 * 3 * 16)   # 5 rows
+    np.testing.assert_array_equal(cache.get(np.array([1, 2, 3]), compute)[:, 0], [1, 2, 3])
+    np.testing.assert_array_equal(cache.get(np.array([2, 3, 4]), compute)[:, 0], [2, 3, 4])
+    assert [c.tolist() for c in calls] == [[1, 2, 3], [4]]
+    # 3 new rows do not fit (4 used): the cache restarts with this request only
+    np.testing.assert_array_equal(cache.get(np.array([4, 7, 8, 9]), compute)[:, 0],
+                                  [4, 7, 8, 9])
+    assert calls[-1].tolist() == [4, 7, 8, 9]
+    # requests larger than the cache bypass it
+    big = np.arange(10)
+    np.testing.assert_array_equal(cache.get(big, compute)[:, 0], big)

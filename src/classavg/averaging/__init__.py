@@ -8,9 +8,19 @@ Averagers (``XAverager2D(src, *, basis=None, image_stacker=None, ...)``):
   sub-pixel refinement.
 * :class:`ReddyChatterjiAverager2D`, :class:`BFSReddyChatterjiAverager2D` -- log-polar
   Fourier-magnitude registration (Reddy & Chatterji 1996), with brute-force shifts around it.
+* :class:`FTKAverager2D` -- rotation and sub-pixel shifts with the factorization of the
+  translation kernel (Rangan, Spivak, Andén, Barnett 2020).
+* :class:`EMAverager2D` -- expectation-maximization over member rotations and shifts (soft
+  assignments under a Gaussian noise model, as RELION's 2D classification within a class).
 
 Image stackers: :class:`MeanImageStacker`, :class:`MedianImageStacker`,
-:class:`SigmaRejectionImageStacker`, :class:`WinsorizedImageStacker`.
+:class:`SigmaRejectionImageStacker`, :class:`WinsorizedImageStacker` -- the mean acts on
+Fourier-Bessel coefficients (identical to the pixel mean, cheaper), robust stackers on pixels
+by default (``domain="pixels"``) or on coefficients (``domain="coefficients"``).
+
+Member transforms: :class:`MemberTransformer` (expand / mirror / shift / rotate / synthesise,
+the engine of every aligning averager), :func:`transform_members`, and the pixel helpers
+:func:`mirror_images`, :func:`shift_images`, :func:`rotate_images`, :func:`transform_images`.
 
 Alignment convention (``docs/conventions.md``): member j of class c is mirrored (if
 ``class_refl[c, j]``), shifted by ``shift`` (x, y pixels), then rotated counter-clockwise by
@@ -18,6 +28,8 @@ Alignment convention (``docs/conventions.md``): member j of class c is mirrored 
 """
 
 from ._transform import (
+    DenseFBTransform,
+    MemberTransformer,
     PolarTransformer,
     mirror_images,
     rotate_images,
@@ -25,7 +37,14 @@ from ._transform import (
     transform_images,
     transform_members,
 )
-from .base import AligningAverager2D, AlignmentResult, Averager2D, ClassBatch, check_class_table
+from .base import (
+    AligningAverager2D,
+    AlignmentResult,
+    Averager2D,
+    ClassBatch,
+    CoefficientCache,
+    check_class_table,
+)
 from .bfr import BFRAverager2D
 from .bfsr import BFSRAverager2D
 from .reddy_chatterji import BFSReddyChatterjiAverager2D, ReddyChatterjiAverager2D
@@ -37,27 +56,30 @@ from .stackers import (
     WinsorizedImageStacker,
 )
 
-# -- FTK / EM averagers (other module owners: add the imports below) ---------------------------
-# from .ftk import FTKAverager2D
-# from .em import EMAverager2D
+# -- FTK / EM averagers ---------------------------------------------------------------------------
+from .em import EMAverager2D
+from .ftk import FTKAverager2D
 
 __all__ = [
     "Averager2D",
     "AligningAverager2D",
     "AlignmentResult",
     "ClassBatch",
+    "CoefficientCache",
     "check_class_table",
     "BFRAverager2D",
     "BFSRAverager2D",
     "ReddyChatterjiAverager2D",
     "BFSReddyChatterjiAverager2D",
-    # "FTKAverager2D",
-    # "EMAverager2D",
+    "FTKAverager2D",
+    "EMAverager2D",
     "ImageStacker",
     "MeanImageStacker",
     "MedianImageStacker",
     "SigmaRejectionImageStacker",
     "WinsorizedImageStacker",
+    "MemberTransformer",
+    "DenseFBTransform",
     "PolarTransformer",
     "mirror_images",
     "shift_images",

@@ -7,18 +7,28 @@ Convention (``docs/conventions.md``): the alignment of member j is applied to im
 3. **rotate** counter-clockwise by ``rotation`` radians about the centre,
    ``f'(p) = f(Rot(-rotation) p)``.
 
-Two families of helpers
------------------------
+Three families of helpers
+-------------------------
 *Pixel helpers* (:func:`mirror_images`, :func:`shift_images`, :func:`rotate_images`,
 :func:`transform_images`) act on pixel images: the shift is a Fourier phase shift of the whole
 (periodic) box, the rotation is exact in the steerable Fourier-Bessel basis (expand, multiply
 by ``exp(-i k angle)``, evaluate), so rotated images are band-limited and zero outside the
-disk of radius ``L / 2``.  They are simple and exact but cost one basis expansion and one
-evaluation per image.
+disk of radius ``L / 2``.  Simple reference implementations.
 
-*The polar transformer* (:class:`PolarTransformer`, used by :func:`transform_members` and by
-every averager) works on the Fourier transform of the images sampled on the polar grid of the
-basis, where all three operations are cheap and exact:
+*The member transformer* (:class:`MemberTransformer`, used by :func:`transform_members` and
+by every aligning averager) works on Fourier-Bessel coefficients: the mirror conjugates them
+(``shift(mirror(f), s) = mirror(shift(f, (s_x, -s_y)))``, so the unmirrored image is shifted
+and its coefficients conjugated), the shift is a Fourier phase shift of the disk-masked image
+before its expansion (skipped for zero shifts, so a member without shift reuses the
+coefficients of its image), and the rotation multiplies the coefficients by
+``exp(-i k angle)``.  Expansion and synthesis use :class:`DenseFBTransform` -- exact pixel
+sums by symmetry-folded dense matrix products, ~2.6 M multiply-adds per 64 x 64 image in
+single BLAS calls, several times faster than the NUFFT route at ``L <= 128`` -- or the
+basis' own NUFFT transforms for larger images.
+
+*The polar transformer* (:class:`PolarTransformer`) is an exact alternative working on the
+Fourier transform of the images on the polar grid of the basis, where all three operations
+are cheap:
 
 * with ``F(w) = sum_x f(x) exp(i w . x)`` (the sign of :class:`FourierBesselBasis2D`),
   a shift by ``s`` multiplies ``F`` by ``exp(i w . s)``;
@@ -27,20 +37,16 @@ basis, where all three operations are cheap and exact:
 * a rotation by ``c`` multiplies the angular Fourier coefficient ``g_k(rho)`` by
   ``exp(-i k c)``.
 
-One NUFFT per *distinct* image gives its polar samples; each member (which may reuse an
-image with a different mirror/shift/rotation) then costs one phase multiplication, one FFT
-over the angle and, for the output, a small radial interpolation into Fourier-Bessel
-coefficients (the last step of :meth:`FourierBesselBasis2D.expand`).  Weighted sums (the mean
-of a class) are formed before the radial step, so a class average costs one radial step and
-one :meth:`FourierBesselBasis2D.evaluate`.
+One NUFFT per *distinct* image gives its polar samples; each member then costs one phase
+multiplication, one FFT over the angle and a small radial interpolation into Fourier-Bessel
+coefficients.  (At L = 64 the NUFFT makes it slower than the dense route; it is kept for
+polar-domain algorithms and as an independent check.)  Its coefficients of a shifted image are
+the pixel sums ``sum_x f(x) conj(psi_kq(x + s))`` (the basis functions sampled at shifted
+points), which agree with ``expand(shift_images(f, s))`` exactly for integer shifts and to the
+accuracy of the pixel quadrature (~1e-6 for smooth images) for sub-pixel ones.
 
 Masking: as in :meth:`FourierBesselBasis2D.expand`, images are cut to the disk of radius
-``L / 2`` *before* they are shifted, so content shifted in from outside the disk is absent.
-The coefficients of a shifted image are the pixel sums ``sum_x f(x) conj(psi_kq(x + s))``
-(the basis functions sampled at shifted points); for integer shifts they equal the
-coefficients of the pixel-shifted image exactly, for sub-pixel shifts they agree with
-``expand(shift_images(f, s))`` to the accuracy of the pixel quadrature (about 1e-3 relative
-for images that are smooth at the pixel scale).
+``L / 2`` *before* they are shifted, so nothing from the box corners enters the disk.
 
 Stacking domain
 ---------------
@@ -457,9 +463,9 @@ class DenseFBTransform:
     ``cos(k theta)`` and ``sin(k theta)`` at ``(+-x, +-y)`` differ only by signs (``(-1)^k``
     for ``x -> -x``, the sign of ``y`` for the sine), so the image is folded into four
     signed quadrant sums and each is multiplied by one real matrix of shape
-    ``(n_quadrant, count / 2)``.  Cost ~ ``L^2 / 4 * count * 2`` real multiply-adds per image
-    (2.1 M at L = 64) in single BLAS calls over whole batches; memory
-    ``L^2 / 4 * count * 2`` reals (8 MB at L = 64, 130 MB at L = 128).  ``evaluate`` is the
+    ``(n_quadrant, count / 2)`` (zero rows outside the disk).  Cost ~ ``L^2 / 4 * count * 2``
+    real multiply-adds per image (2.6 M at L = 64) in single BLAS calls over whole batches;
+    memory the same number of reals (10 MB at L = 64, 160 MB at L = 128).  ``evaluate`` is the
     transpose (the synthesis ``sum_kq w_k Re(a_kq psi_kq)``).
 
     Parameters
@@ -507,6 +513,8 @@ class DenseFBTransform:
         ce = np.flatnonzero(basis.k % 2 == 0)
         co = np.flatnonzero(basis.k % 2 == 1)
         dt = basis.dtype
+        # Rows of quadrant pixels outside the disk are zero: a contiguous quadrant block
+        # times the full matrix is faster than gathering the disk pixels first.
         mats = [np.ascontiguousarray(m.astype(dt)) for m in
                 (C[:, ce], C[:, co], S[:, ce], S[:, co])]
         return ((1.0 / wp).astype(dt), ce, co, *mats)

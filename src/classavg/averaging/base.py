@@ -21,24 +21,32 @@ Writing an aligning averager
         ...
         return rotations, shifts, scores   # (b, m), (b, m, 2), (b, m)
 
-``batch`` gives the rows of the batch (``indices``, ``refl``), the distinct images it needs
-(``images``, read once), their Fourier-Bessel coefficients (``batch.coefficients()``,
-computed once on first use and cached) and ``batch.inverse`` (``(b, m)`` positions of every
-member in those arrays).  ``batch.transformer`` (a
-:class:`~classavg.averaging._transform.MemberTransformer`) expands, shifts, rotates and
-synthesises images.  A
-subclass with its own way of forming averages (e.g. EM, soft assignments) overrides
-:meth:`~AligningAverager2D._stack_batch` as well, or :meth:`~AligningAverager2D.average`.
+``batch`` (a :class:`ClassBatch`) gives the rows of the batch (``indices``, ``refl``), the
+distinct images it needs (``images``, read once), their Fourier-Bessel coefficients
+(``batch.coefficients()``, computed once per averaging run and cached across batches up to
+:attr:`AligningAverager2D.coefficient_cache_bytes`), ``batch.inverse`` (``(b, m)``
+positions of every member in those arrays), the mirrored-then-shifted member coefficients
+(``batch.shifted_member_coefficients(shifts)``, cached: computing them while aligning makes
+them free for stacking) and spectral SNR weights (``batch.snr_weights()``).
+``batch.transformer`` (a :class:`~classavg.averaging._transform.MemberTransformer`) expands,
+shifts, rotates and synthesises images.  A subclass with its own way of forming averages
+(e.g. EM, soft assignments) overrides :meth:`~AligningAverager2D._stack_batch` as well, or
+:meth:`~AligningAverager2D.average`.
 
 Where stacking happens
 ----------------------
 A linear stacker (:class:`~classavg.averaging.stackers.MeanImageStacker`) is applied to the
 Fourier-Bessel coefficients of the aligned members: the mean of the coefficients is
-synthesised once per class, the cheapest exact route (the mean of pixel images and of
-coefficients agree).  A non-linear (robust)
-stacker is applied where its ``domain`` says: on pixel images (default; every aligned member
-is synthesised, one basis evaluation each) or on the coefficients.  Averages are therefore
+synthesised once per class, the cheapest exact route (the mean of the pixel images and the
+image of the mean coefficients agree).  A non-linear (robust) stacker is applied where its
+``domain`` says: on pixel images (the default; every aligned member is synthesised, one
+:meth:`~classavg.averaging._transform.MemberTransformer.evaluate` each) or on the
+coefficients (component-wise on real and imaginary parts).  Averages are therefore
 band-limited to the basis and zero outside the disk of radius ``L / 2``.
+
+Transforms of the members (:class:`~classavg.averaging._transform.MemberTransformer`): the
+mirror conjugates the coefficients, the shift is a Fourier phase shift of the (disk-masked)
+image before its expansion, the rotation multiplies the coefficients by ``exp(-i k angle)``.
 """
 
 from __future__ import annotations
@@ -84,7 +92,7 @@ class AlignmentResult:
         return int(self.classes.shape[0])
 
     def __getitem__(self, i):
-        """Alignment of the i-th aligned row: ``(rotations, shifts, scores)``, (m,), (m, 2), (m,)."""
+        """Alignment of the i-th aligned row: ``(rotations (m,), shifts (m, 2), scores (m,))``."""
         return self.rotations[i], self.shifts[i], self.scores[i]
 
     def for_class(self, c):
@@ -155,7 +163,7 @@ class CoefficientCache:
     """
 
     def __init__(self, n_images, count, dtype, max_bytes):
-        self.capacity = int(max_bytes // (count * np.dtype(dtype).itemsize))
+        self.capacity = min(int(max_bytes // (count * np.dtype(dtype).itemsize)), n_images)
         self._slot = np.full(n_images, -1, dtype=np.int64) if self.capacity else None
         self._data = None
         self._count = count
@@ -279,6 +287,33 @@ class ClassBatch:
     def reference_images(self):
         """The reference (column 0) image of every row, (b, L, L)."""
         return self.images[self.inverse[:, 0]]
+
+    def snr_weights(self, n_bins=None):
+        """Spectral SNR weights ``S / (S + N)`` of the coefficients, (count,), in [0, 1].
+
+        ``N`` is the white-noise power per coefficient, estimated as the pixel variance outside
+        the disk of radius ``L / 2`` (the corners; the basis is orthonormal on the pixel grid
+        up to discretisation, so white noise of variance ``sigma^2`` puts ``sigma^2`` into every
+        coefficient); ``S + N`` is the mean power ``|a_kq|^2`` of the batch's distinct images
+        in bins of radial frequency ``lam_kq`` (``n_bins``, default ``L // 2``), so that
+        ``S = max(S + N - N, 0)``.  Clean images give weights ~1; noisy ones down-weight the
+        frequencies where the class has no signal (a Wiener filter of the correlation).
+        """
+        basis = self.transformer.basis
+        L = basis.L
+        n_bins = n_bins or max(4, L // 2)
+        corners = ~basis._mask
+        if not corners.any():
+            return np.ones(basis.count)
+        noise = float(np.mean(np.var(self.images[:, corners], axis=1)))
+        power = np.mean(np.abs(self.coefficients()) ** 2, axis=0)
+        lam = basis.zeros / basis.radius
+        edges = np.linspace(0, lam.max() + 1e-9, n_bins + 1)
+        idx = np.clip(np.searchsorted(edges, lam, side="right") - 1, 0, n_bins - 1)
+        tot = np.bincount(idx, weights=power, minlength=n_bins)
+        cnt = np.maximum(np.bincount(idx, minlength=n_bins), 1)
+        p = (tot / cnt)[idx]
+        return np.clip((p - noise) / np.maximum(p, np.finfo(float).tiny), 0.0, 1.0)
 
     def polar(self):
         """Polar Fourier samples of the distinct images, (u, n_r, n_phi // 2) (cached; see

@@ -23,6 +23,11 @@ kept within one grid step.  Everything is vectorised over all members of a batch
 The score of a member is the normalised correlation ``c(alpha) / (||a|| ||b||)`` (pixel inner
 product over the disk, without mean subtraction), in [-1, 1].
 
+Noisy data: with ``snr_weighting`` the reference coefficients are first multiplied by the
+spectral SNR weights ``S / (S + N)`` of the batch (a Wiener filter estimated from the class
+members' coefficient power per radial frequency and the noise variance in the image corners),
+so that frequencies without signal do not dominate the correlation.
+
 References
 ----------
 .. [1] Z. Zhao, A. Singer, "Rotationally invariant image representation for viewing direction
@@ -39,7 +44,7 @@ import logging
 import numpy as np
 import scipy.fft
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from .base import AligningAverager2D
 
 __all__ = ["BFRAverager2D"]
@@ -76,9 +81,11 @@ def grid_correlation(h, n_angles):
     N = n_angles
     if K - 1 < (N + 1) // 2 and N >= 2:
         # Re sum_k h_k e^{-2 pi i k n / N} = (N/2) irfft(X), X_0 = 2 Re h_0, X_k = conj(h_k).
-        X = np.conj(h)
+        X = np.zeros(h.shape[:-1] + (N // 2 + 1,), dtype=h.dtype)
+        np.conjugate(h, out=X[..., :K])
         X[..., 0] = 2 * h[..., 0].real
-        return scipy.fft.irfft(X, n=N, axis=-1, workers=-1) * (N / 2)
+        X *= N / 2
+        return scipy.fft.irfft(X, n=N, axis=-1, workers=-1)
     pad = -K % N
     hf = np.concatenate([h, np.zeros(h.shape[:-1] + (pad,), h.dtype)], axis=-1)
     hf = hf.reshape(h.shape[:-1] + (-1, N)).sum(axis=-2)        # fold k modulo N
@@ -189,9 +196,13 @@ class BFRAverager2D(AligningAverager2D):
         Default :class:`~classavg.averaging.stackers.MeanImageStacker`.
     n_angles : int, optional
         Rotation grid size, >= 1 (default 360: 1 degree steps before refinement).
+    snr_weighting : bool, optional
+        Weight the correlation by the spectral SNR of the batch,
+        :meth:`~classavg.averaging.base.ClassBatch.snr_weights` (default True; ~no effect on
+        clean images, much better alignment of noisy ones).
     batch_size : int, optional
-        Classes per batch (default 64); memory is about ``batch_size * n_nbor`` times
-        (polar samples + coefficients) of one image, ~ 90 kB at L = 64.
+        Classes per batch (default 64); memory is about ``batch_size * n_nbor`` coefficient
+        vectors (10 kB each at L = 64).
 
     Notes
     -----
@@ -199,9 +210,11 @@ class BFRAverager2D(AligningAverager2D):
     length ``n_angles`` per member.
     """
 
-    def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, batch_size=64):
+    def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, snr_weighting=True,
+                 batch_size=64):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
         self.n_angles = check_n_angles(n_angles)
+        self.snr_weighting = check_bool("snr_weighting", snr_weighting)
 
     def __repr__(self):
         return f"BFRAverager2D(src={self.src!r}, n_angles={self.n_angles})"
@@ -211,6 +224,8 @@ class BFRAverager2D(AligningAverager2D):
         coef = batch.coefficients()
         bm = batch.member_coefficients()                       # (b, m, count), mirrored
         a = coef[batch.inverse[:, 0]]                          # reference, (b, count)
+        if self.snr_weighting:
+            a = a * batch.snr_weights().astype(a.real.dtype)
         h = correlation_spectrum(a[:, None, :], bm, self.basis)   # (b, m, K)
         C = grid_correlation(h, self.n_angles)
         n_best = np.argmax(C, axis=-1)

@@ -21,13 +21,19 @@ radial index, one FFT over the angular frequency per pair).  The member shift is
 
 Sub-pixel and sub-degree refinement
 -----------------------------------
-The shifted references are also computed on the ring of integer points around the disk.
-Around the best integer ``t*`` (and grid angle), for each of the 3 x 3 points ``t* + d``:
-the correlation at the best grid angle and its two neighbours gives, by a parabola, the peak
-value ``p(d)`` over the angle.  A quadratic surface fitted to the nine ``p(d)`` (least squares)
-gives the sub-pixel ``t``; the correlation spectrum ``h`` interpolated at that ``t`` with the
-same quadratic weights is then Newton-refined in the angle.  On clean images this reaches a
-few hundredths of a pixel and of a degree.
+The shifted references are also computed on the ring of integer points around the disk, so
+that every candidate ``t`` has its 3 x 3 neighbours.  Around the best integer ``t*`` and grid
+angle ``n*``, the correlation at the 27 points (angles ``n* - 1, n*, n* + 1`` x the 3 x 3
+neighbours of ``t*``) is fitted by a quadratic in (angle, x, y) whose peak gives a sub-pixel
+``t`` and a sub-step angle jointly (the angle-shift coupling matters: a wrong ``t`` moves the
+best angle).  The member shift is ``s = Rot(-c) t``.  Finally the members are shifted by
+``s`` (mirror first) and expanded -- coefficients the stacking step needs anyway and reuses
+-- and the rotation is Newton-refined on their exact rotational correlation with the
+reference.  On clean images this reaches ~0.01 degree and ~0.005 pixel (median).
+
+Noisy data: with ``snr_weighting`` the shifted references are multiplied by the spectral SNR
+weights ``S / (S + N)`` of the batch (see
+:meth:`~classavg.averaging.base.ClassBatch.snr_weights`).
 
 References
 ----------
@@ -43,9 +49,10 @@ import logging
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from .base import AligningAverager2D
 from .bfr import (
+    _exp_table,
     check_n_angles,
     coefficient_norms,
     correlation_spectrum,
@@ -161,13 +168,17 @@ class BFSRAverager2D(AligningAverager2D):
         refinement can move up to half a pixel further.
     n_angles : int, optional
         Rotation grid size, >= 1 (default 360).
+    snr_weighting : bool, optional
+        Weight the correlation by the spectral SNR of the batch (default True; see
+        :class:`~classavg.averaging.bfr.BFRAverager2D`).
     batch_size : int, optional
         Classes per batch (default 64).
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
-                 batch_size=64):
+                 snr_weighting=True, batch_size=64):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+        self.snr_weighting = check_bool("snr_weighting", snr_weighting)
         if radius is None:
             radius = max(1, src.L // 32)
         self.radius = check_int("radius", radius, min=0, max=src.L // 2)
@@ -236,6 +247,8 @@ class BFSRAverager2D(AligningAverager2D):
         N = self.n_angles
         step = 2 * np.pi / N
         A = self._shifted_references(batch)                          # (b, n_t, count)
+        if self.snr_weighting:
+            A = A * batch.snr_weights().astype(A.real.dtype)
         B = batch.member_coefficients()                              # (b, m, count)
         h = self._spectra(A, B)                                      # (b, n_t, m, K)
         nc = self._n_core
@@ -250,9 +263,8 @@ class BFSRAverager2D(AligningAverager2D):
         ji = np.arange(m)[None, :, None]
         hn = h[bi, nb, ji].astype(np.complex128)                     # (b, m, 9, K)
         # correlation at grid angles n-1, n, n+1 for each neighbour, parabola peak value
-        k = np.arange(h.shape[-1])
         ang = (n_best[..., None] + np.array([-1, 0, 1])) * step     # (b, m, 3)
-        E = np.exp(-1j * ang[..., None] * k)                         # (b, m, 3, K)
+        E = _exp_table(ang, h.shape[-1])                             # (b, m, 3, K)
         c3 = np.einsum("bmdk,bmak->bmda", hn, E).real                # (b, m, 9, 3)
         # joint quadratic model of the 27 samples in (angle step, x, y) -> peak
         z = quadratic_peak_3d(c3.reshape(b, m, 27))                  # (b, m, 3)

@@ -28,6 +28,11 @@ Algorithm (Reddy & Chatterji 1996, for a known scale of 1)
    Since ``Rot(c) shift(X, s) = R`` is ``shift(X, s) = Rot(-c) R``, the translation found is
    directly the shift of the convention (applied before the rotation).
 
+Noisy data: with ``snr_weighting`` (default) the log-polar radii and the frequencies of the
+translation phase correlation are weighted by ``S / (S + N)``, estimated per batch from the
+radial power spectrum of the windowed images and the white-noise floor measured in the image
+corners; without it, whitened noise at high frequencies swamps the magnitude correlation.
+
 :class:`BFSReddyChatterjiAverager2D` brute-forces the translation instead: the reference is
 shifted by every integer ``-t`` in a disk (default radius ``L // 8``) and re-windowed, the
 rotation of every member is estimated against every shifted reference as above (one batched
@@ -55,8 +60,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from .._grid import radial_grid
-from .._validation import check_float, check_int
+from .._grid import disk_mask, radial_grid
+from .._validation import check_bool, check_float, check_int
 from ._transform import mirror_images
 from .base import AligningAverager2D
 from .bfr import coefficient_norms, correlation_spectrum, trig_eval
@@ -140,13 +145,19 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
     shift_lowpass : float, optional
         Standard deviation (cycles per pixel) of the Gaussian weight of the translation
         phase correlation (default 0.15).
+    snr_weighting : bool, optional
+        Weight the radii of the log-polar magnitudes and the frequencies of the translation
+        phase correlation by the batch's spectral SNR ``S / (S + N)`` (radial power spectrum
+        of the windowed images against the white-noise floor estimated in the image corners;
+        default True: ~no effect on clean images, necessary on noisy ones).
     batch_size : int, optional
         Classes per batch (default 64).
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, n_radii=None,
-                 band=(0.05, 0.4), shift_lowpass=0.15, batch_size=64):
+                 band=(0.05, 0.4), shift_lowpass=0.15, snr_weighting=True, batch_size=64):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+        self.snr_weighting = check_bool("snr_weighting", snr_weighting)
         self.n_angles = check_int("n_angles", n_angles, min=4)
         L = src.L
         self.n_radii = check_int("n_radii", n_radii if n_radii is not None else max(8, L // 2),
@@ -178,6 +189,28 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
         self._hp = (1 - X) * (2 - X)
         ky, kx = np.meshgrid(np.fft.fftfreq(L), np.fft.fftfreq(L), indexing="ij")
         self._shift_weight = np.exp(-(kx ** 2 + ky ** 2) / (2 * self.shift_lowpass ** 2))
+        self._r_lp = np.geomspace(r_min, r_max, self.n_radii)       # log-polar radii
+        self._ring = np.rint(np.hypot(kx, ky) * L).astype(int)     # FFT-grid rings
+        self._lp_weight = None
+        self._sh_weight = self._shift_weight
+
+    def _set_snr_weights(self, images):
+        """Radial SNR weights from the windowed images' power spectrum and corner noise."""
+        if not self.snr_weighting:
+            self._lp_weight, self._sh_weight = None, self._shift_weight
+            return
+        L = self.src.L
+        corners = ~disk_mask(L)
+        noise = float(np.mean(np.var(images[:, corners], axis=1))) if corners.any() else 0.0
+        P = np.mean(np.abs(scipy.fft.fft2(images * self._window, workers=-1)) ** 2, axis=0)
+        nb = L // 2 + 2
+        ring = np.minimum(self._ring, nb - 1)
+        prof = np.bincount(ring.ravel(), P.ravel(), nb) / np.maximum(
+            np.bincount(ring.ravel(), minlength=nb), 1)
+        floor = noise * float(np.sum(self._window ** 2))
+        w = np.clip((prof - floor) / np.maximum(prof, np.finfo(float).tiny), 0.0, 1.0)
+        self._lp_weight = np.interp(self._r_lp, np.arange(nb), w)
+        self._sh_weight = self._shift_weight * w[ring]
 
     def __repr__(self):
         return f"{type(self).__name__}(src={self.src!r}, n_angles={self.n_angles})"
@@ -194,6 +227,8 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
             F *= self._hp
             lp = (self._lp @ F.reshape(F.shape[0], L * L).T).T
             lp = lp.reshape(F.shape[0], self.n_radii, self.n_theta)
+            if self._lp_weight is not None:
+                lp = lp * self._lp_weight[:, None]
             out[s:s + F.shape[0]] = scipy.fft.rfft(lp, axis=-1, workers=-1)
         return out
 
@@ -209,7 +244,10 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
         """Sub-sample peak of angular correlations (..., T) -> angle in [0, pi) radians."""
         T = self.n_theta
         j = np.argmax(corr, axis=-1)
-        take = lambda o: np.take_along_axis(corr, ((j + o) % T)[..., None], -1)[..., 0]  # noqa: E731
+
+        def take(o):
+            return np.take_along_axis(corr, ((j + o) % T)[..., None], -1)[..., 0]
+
         off = _parabola(take(-1), take(0), take(1))
         return np.mod((j + off) * np.pi / T, np.pi)
 
@@ -229,7 +267,7 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
             G = scipy.fft.fft2(ref, workers=-1) * Fx
             aG = np.abs(G)
             G /= aG + _REG * aG.max(axis=(-2, -1), keepdims=True) + 1e-300
-            G *= self._shift_weight
+            G *= self._sh_weight
             corr = scipy.fft.ifft2(G, workers=-1).real
             flat = corr.reshape(corr.shape[:-2] + (-1,))
             idx = np.argmax(flat, axis=-1)
@@ -267,6 +305,7 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape
+        self._set_snr_weights(batch.images)
         F = self._log_polar_spectra(batch.images)               # (u, R, K)
         Fm = F[batch.inverse]                                   # (b, m, R, K)
         Fm = np.where(batch.refl[..., None, None], np.conj(Fm), Fm)
@@ -305,15 +344,17 @@ class BFSReddyChatterjiAverager2D(ReddyChatterjiAverager2D):
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
-                 n_radii=None, band=(0.05, 0.4), shift_lowpass=0.15, batch_size=4):
+                 n_radii=None, band=(0.05, 0.4), shift_lowpass=0.15, snr_weighting=True,
+                 batch_size=4):
         super().__init__(src, basis=basis, image_stacker=image_stacker, n_angles=n_angles,
                          n_radii=n_radii, band=band, shift_lowpass=shift_lowpass,
-                         batch_size=batch_size)
+                         snr_weighting=snr_weighting, batch_size=batch_size)
         if radius is None:
             radius = max(1, src.L // 8)
         self.radius = check_int("radius", radius, min=0, max=src.L // 2)
         # reuse BFSR's candidate bookkeeping (disk + ring, neighbour table, rolls)
-        self._grid = BFSRAverager2D(src, basis=self.basis, radius=self.radius, n_angles=4)
+        self._grid = BFSRAverager2D(src, basis=self.basis, radius=self.radius, n_angles=4,
+                                    snr_weighting=snr_weighting)
         self._grid.__dict__["_transformer"] = self.transformer
 
     def __repr__(self):
@@ -322,6 +363,7 @@ class BFSReddyChatterjiAverager2D(ReddyChatterjiAverager2D):
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape
+        self._set_snr_weights(batch.images)
         g = self._grid
         L = self.src.L
         shifts_t = g._shifts                                     # (n_t, 2), core first
@@ -342,6 +384,8 @@ class BFSReddyChatterjiAverager2D(ReddyChatterjiAverager2D):
         c0 = self._peak_angle(corr)                              # (b, nc, m)
         # score both candidates with the exact pixel correlation <Rot(c) X, shift(R, -t)>
         A = g._shifted_references(batch)                         # (b, n_t, count)
+        if self.snr_weighting:
+            A = A * batch.snr_weights().astype(A.real.dtype)
         B = batch.member_coefficients()                          # (b, m, count)
         h = g._spectra(A, B).astype(np.complex128)               # (b, n_t, m, K)
         cand = np.stack([c0, c0 + np.pi], axis=-1)               # (b, nc, m, 2)
