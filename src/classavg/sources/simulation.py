@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +51,19 @@ import pandas as pd
 import scipy.fft
 
 from .._validation import check_choice, check_float, check_int, check_random_state
+from ._ground_truth import load_ground_truth, write_ground_truth
+from ._projection import (
+    _CTF_FIELDS,
+    _STREAM_NOISE,
+    _STREAM_OFFSETS,
+    _ctf_table,
+    _nufft_slices,
+    _prepare_volume,
+    _uniform_rotations,
+    euler_zyz,
+)
 from .base import ImageSource
 from .ctf import evaluate_ctf
-from .volume import GaussianBlobVolume, default_volume, load_volume
 
 __all__ = ["Simulation", "simulate_dataset", "load_ground_truth", "euler_zyz",
            "DEFAULT_BOX_SIZE"]
@@ -70,171 +79,6 @@ STACK_NAME = "Particles/particles.mrcs"
 
 _SNR_SUBSET = 512          # images used to estimate the signal variance
 _CHUNK_PIXELS = 2 ** 21    # pixels rendered at a time (512 images of 64 x 64; bounds memory)
-_MAX_ASTIGMATISM = 200.0   # largest |defocus_u - defocus_v| (Angstrom) of the CTF groups
-_STREAM_ROTATIONS, _STREAM_OFFSETS, _STREAM_CTF, _STREAM_NOISE = range(4)
-
-# CTF keyword of evaluate_ctf -> RELION label, default (None: required).
-_CTF_FIELDS = {
-    "defocus_u": ("rlnDefocusU", None),
-    "defocus_v": ("rlnDefocusV", None),
-    "defocus_angle": ("rlnDefocusAngle", 0.0),
-    "voltage": ("rlnVoltage", 300.0),
-    "cs": ("rlnSphericalAberration", 2.7),
-    "amplitude_contrast": ("rlnAmplitudeContrast", 0.1),
-    "phase_shift": ("rlnPhaseShift", 0.0),
-    "bfactor": ("rlnCtfBfactor", 0.0),
-}
-_OPTIONAL_CTF = ("phase_shift", "bfactor")   # written to the metadata only when given
-
-
-def euler_zyz(rotations):
-    """RELION / ZYZ Euler angles ``(rot, tilt, psi)`` of rotation matrices, in radians.
-
-    ``R = Rz(rot) @ Ry(tilt) @ Rz(psi)`` with the active rotations
-    ``Rz(a) = [[cos a, -sin a, 0], [sin a, cos a, 0], [0, 0, 1]]`` and
-    ``Ry(b) = [[cos b, 0, sin b], [0, 1, 0], [-sin b, 0, cos b]]``.  The viewing direction
-    ``R[:, 2] = (sin tilt cos rot, sin tilt sin rot, cos tilt)`` depends on ``rot`` and ``tilt``
-    only; ``psi`` is the in-plane angle relative to the canonical frame
-    ``Rz(rot) @ Ry(tilt)`` of that direction.  These are RELION's ``rlnAngleRot``,
-    ``rlnAngleTilt`` and ``rlnAnglePsi`` (in degrees there): RELION's matrix
-    ``A = Euler_angles2matrix(rot, tilt, psi)`` is ``R.T``.  At the poles (``tilt`` 0 or pi)
-    ``rot`` is set to 0 and the whole in-plane rotation goes into ``psi``.
-
-    Parameters
-    ----------
-    rotations : array_like, shape (k, 3, 3)
-
-    Returns
-    -------
-    ndarray, shape (k, 3)
-        ``rot`` and ``psi`` in (-pi, pi], ``tilt`` in [0, pi].
-    """
-    r = np.asarray(rotations, dtype=np.float64).reshape(-1, 3, 3)
-    st = np.hypot(r[:, 0, 2], r[:, 1, 2])
-    tilt = np.arctan2(st, r[:, 2, 2])
-    pole = st < 1e-9
-    rot = np.where(pole, 0.0, np.arctan2(r[:, 1, 2], r[:, 0, 2]))
-    psi = np.arctan2(r[:, 2, 1], -r[:, 2, 0])
-    # Poles: R = Rz(psi) (tilt 0) or diag(-1, 1, -1) Rz(psi) (tilt pi).
-    psi = np.where(pole, np.arctan2(r[:, 1, 0], r[:, 1, 1]), psi)
-    return np.stack([rot, tilt, psi], axis=1)
-
-
-def _uniform_rotations(n, seed):
-    """``n`` Haar-distributed rotations from normalised Gaussian quaternions (Shoemake)."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_ROTATIONS,)))
-    q = rng.standard_normal((n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-    ], axis=1)
-
-
-def _resample_volume(vol, L):
-    """Fourier-crop (or zero-pad) a cubic ``[z, y, x]`` map to ``L^3``, keeping point values."""
-    L0 = vol.shape[0]
-    if L0 == L:
-        return vol
-    axes = (0, 1, 2)
-    f = np.fft.fftshift(scipy.fft.fftn(np.fft.ifftshift(vol, axes=axes), workers=-1), axes=axes)
-    out = np.zeros((L,) * 3, dtype=np.complex128)
-    m = min(L, L0)
-    src = slice(L0 // 2 - m // 2, L0 // 2 - m // 2 + m)
-    dst = slice(L // 2 - m // 2, L // 2 - m // 2 + m)
-    out[dst, dst, dst] = f[src, src, src]
-    vol = np.fft.fftshift(scipy.fft.ifftn(np.fft.ifftshift(out, axes=axes), workers=-1),
-                          axes=axes).real
-    return vol * (L / L0) ** 3
-
-
-def _prepare_volume(volume, L, projection):
-    """Resolve the ``volume`` argument of :class:`Simulation`.
-
-    Returns ``(blobs, voxels, name, voxel_size)``: the analytic volume (or None), the
-    contiguous float64 ``(L, L, L)`` voxel array to NUFFT (or None), a description for the
-    ground truth, and the image pixel size implied by an MRC header (or None).
-    """
-    voxel_size, name = None, None
-    if volume is None:
-        volume = default_volume()
-    if isinstance(volume, (str, os.PathLike)):
-        name = os.fspath(volume)
-        volume, voxel_size = load_volume(volume, with_voxel_size=True)
-    if isinstance(volume, GaussianBlobVolume):
-        voxels = np.ascontiguousarray(volume.to_array(L)) if projection == "nufft" else None
-        return volume, voxels, name or "GaussianBlobVolume", None
-    if projection == "analytic":
-        raise ValueError("projection must be 'auto' or 'nufft' for a voxel volume, got "
-                         "'analytic'")
-    arr = np.asarray(volume)
-    if arr.ndim != 3 or not (arr.shape[0] == arr.shape[1] == arr.shape[2]):
-        raise ValueError(f"volume must be a cubic array (L0, L0, L0), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"volume must be real-valued, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("volume holds NaN or Inf voxels; expected finite values")
-    if voxel_size is not None:
-        voxel_size *= arr.shape[0] / L          # the image covers the map's whole box
-    return None, np.ascontiguousarray(_resample_volume(arr, L)), name or "array", voxel_size
-
-
-def _ctf_table(ctf, n, n_defocus_groups, defocus_range, seed):
-    """Per-image CTF parameters as a dict ``evaluate_ctf keyword -> (n,) float64``, or None."""
-    if ctf is None or ctf is False:
-        return None
-    if ctf is True:
-        k = check_int("n_defocus_groups", n_defocus_groups, min=1)
-        try:
-            lo, hi = (float(v) for v in defocus_range)
-        except (TypeError, ValueError):
-            raise ValueError("defocus_range must be a pair (min, max) of defoci in Angstrom, "
-                             f"got {defocus_range!r}") from None
-        if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
-            raise ValueError("defocus_range must be a pair (min, max) of defoci in Angstrom "
-                             f"with 0 < min <= max, got {defocus_range!r}")
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_CTF,)))
-        defocus = np.linspace(lo, hi, k)
-        half_astig = rng.uniform(0.0, _MAX_ASTIGMATISM / 2, k)
-        angle = rng.uniform(0.0, 180.0, k)
-        group = np.arange(n) % k
-        return dict(defocus_u=(defocus + half_astig)[group],
-                    defocus_v=(defocus - half_astig)[group], defocus_angle=angle[group],
-                    voltage=np.full(n, 300.0), cs=np.full(n, 2.7),
-                    amplitude_contrast=np.full(n, 0.1))
-    if isinstance(ctf, pd.DataFrame):
-        ctf = {c: ctf[c].to_numpy() for c in ctf.columns}
-    if not isinstance(ctf, dict):
-        raise TypeError("ctf must be None, False, True, or a dict / DataFrame of CTF parameters, "
-                        f"got {type(ctf).__name__}")
-    by_label = {label: key for key, (label, _) in _CTF_FIELDS.items()}
-    params = {}
-    for name, value in ctf.items():
-        key = by_label.get(name, name)
-        if key not in _CTF_FIELDS:
-            raise ValueError(f"ctf has an unknown parameter {name!r}; expected keys among "
-                             f"{sorted(_CTF_FIELDS)} or their RELION labels")
-        arr = np.asarray(value, dtype=np.float64)
-        if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n,)):
-            raise ValueError(f"ctf[{name!r}] must be a scalar or have shape ({n},), got shape "
-                             f"{arr.shape}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"ctf[{name!r}] must be finite, got {value!r}")
-        params[key] = np.broadcast_to(arr, (n,)).copy()
-    if "defocus_u" not in params:
-        raise ValueError("ctf must give defocus_u (rlnDefocusU, Angstrom), got keys "
-                         f"{sorted(ctf)}")
-    params.setdefault("defocus_v", params["defocus_u"].copy())
-    for key, (_, default) in _CTF_FIELDS.items():
-        if key not in params and key not in _OPTIONAL_CTF:
-            params[key] = np.full(n, default)
-    if np.any(params["amplitude_contrast"] < 0) or np.any(params["amplitude_contrast"] >= 1):
-        raise ValueError("ctf amplitude_contrast must lie in [0, 1), got "
-                         f"{params['amplitude_contrast']!r}")
-    return params
 
 
 class Simulation(ImageSource):
@@ -559,93 +403,9 @@ class Simulation(ImageSource):
             snr=np.nan if self.snr is None else self.snr, noise_variance=self.noise_variance,
             seed=self.seed, L=self.L, n=self.n, pixel_size=self.pixel_size,
             has_ctf=self._ctf is not None, volume=self._volume_name)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **data)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_ground_truth(path, data)
         logger.info("wrote ground truth of %d images to %s", self.n, path)
         return path
-
-
-def load_ground_truth(path) -> dict:
-    """Read a file written by :meth:`Simulation.save_ground_truth`.
-
-    Returns
-    -------
-    dict
-        Arrays as saved; scalars as Python ``int`` / ``float`` / ``bool`` / ``str``, ``snr``
-        None for noise-free data.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ground-truth file {path!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"ground-truth file {path!r} is not a readable .npz file: {exc}") \
-            from exc
-    required = ("rotations", "offsets", "in_plane_angles", "L", "n")
-    missing = [k for k in required if k not in out]
-    if missing:
-        raise ValueError(f"ground-truth file {path!r} lacks the fields {missing}")
-    for key in ("seed", "L", "n"):
-        out[key] = int(out[key])
-    for key in ("noise_variance", "pixel_size", "snr"):
-        if key in out:
-            out[key] = float(out[key])
-    if "snr" in out and np.isnan(out["snr"]):
-        out["snr"] = None
-    if "has_ctf" in out:
-        out["has_ctf"] = bool(out["has_ctf"])
-    if "volume" in out:
-        out["volume"] = str(out["volume"])
-    return out
-
-
-def _nufft_slices(vol, rotations, eps, cdtype):
-    """Central slices ``V(kx R[:, 0] + ky R[:, 1])`` of the DFT of a voxel array (finufft).
-
-    ``V(w) = sum_p vol[p] exp(-2 pi i w . p)`` with ``p`` the centred voxel coordinates, at the
-    rfft grid ``ky = fftfreq(L)``, ``kx = rfftfreq(L)``, for ``|k| <= 1/2`` (zero outside).
-    All images of the batch share one type-2 plan and one point set.
-
-    Parameters
-    ----------
-    vol : ndarray, shape (L, L, L)
-        Voxel array indexed ``[z, y, x]``.
-    rotations : ndarray, shape (k, 3, 3)
-    eps : float
-        Requested relative accuracy.
-    cdtype : numpy complex dtype
-        complex64 (single-precision NUFFT) or complex128.
-
-    Returns
-    -------
-    ndarray, shape (k, L, L // 2 + 1), ``cdtype``
-    """
-    import finufft
-
-    L = vol.shape[0]
-    ky, kx = np.meshgrid(np.fft.fftfreq(L), np.fft.rfftfreq(L), indexing="ij")
-    inside = ky * ky + kx * kx <= 0.25
-    kxs, kys = kx[inside], ky[inside]
-    # 3D frequencies (x, y, z) in radians per voxel: (k, P, 3).
-    w = 2.0 * np.pi * (kxs[None, :, None] * rotations[:, None, :, 0]
-                       + kys[None, :, None] * rotations[:, None, :, 1])
-    rdt = np.float32 if cdtype == np.complex64 else np.float64
-    pts = [np.ascontiguousarray(w[..., a].reshape(-1), dtype=rdt) for a in (2, 1, 0)]
-    # finufft's first mode axis pairs with its first coordinate: vol[z, y, x] -> (z, y, x).
-    plan = finufft.Plan(2, vol.shape, eps=eps, isign=-1, dtype=np.dtype(cdtype).name)
-    plan.setpts(*pts)
-    vals = plan.execute(vol.astype(cdtype))
-    out = np.zeros((rotations.shape[0],) + inside.shape, dtype=cdtype)
-    out[:, inside] = vals.reshape(rotations.shape[0], -1)
-    return out
 
 
 def simulate_dataset(out_dir, n, L, *, snr=None, volume=None, ctf=False, n_defocus_groups=7,

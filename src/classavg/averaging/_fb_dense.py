@@ -1,0 +1,131 @@
+"""Dense, symmetry-folded Fourier-Bessel transform (exact pixel sums; fast for L <= ~128).
+
+The expansion / synthesis engine of :class:`~classavg.averaging._transform.MemberTransformer`
+for small images (see :mod:`classavg.averaging._transform`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DenseFBTransform"]
+
+_DENSE_CACHE = {}
+
+
+class DenseFBTransform:
+    r"""Exact pixel-sum Fourier-Bessel expansion and synthesis by folded dense products.
+
+    ``expand(f) = sum_p f(p) conj(psi_kq(p))`` over the pixels of the disk -- the same
+    numbers as :meth:`FourierBesselBasis2D.expand`, without its NUFFT error -- computed with
+    the four-fold symmetry of the pixel grid: for a pixel ``p = (x, y)`` with ``x, y >= 0``,
+    ``cos(k theta)`` and ``sin(k theta)`` at ``(+-x, +-y)`` differ only by signs (``(-1)^k``
+    for ``x -> -x``, the sign of ``y`` for the sine), so the image is folded into four
+    signed quadrant sums and each is multiplied by one real matrix of shape
+    ``(n_quadrant, count / 2)`` (zero rows outside the disk).  Cost ~ ``L^2 / 4 * count * 2``
+    real multiply-adds per image (2.6 M at L = 64) in single BLAS calls over whole batches;
+    memory the same number of reals (10 MB at L = 64, 160 MB at L = 128).  ``evaluate`` is the
+    transpose (the synthesis ``sum_kq w_k Re(a_kq psi_kq)``).
+
+    Parameters
+    ----------
+    basis : FourierBesselBasis2D
+    """
+
+    def __init__(self, basis):
+        self.basis = basis
+        self.L = basis.L
+        self.c = basis.L // 2
+        self.Q = basis.L - self.c                      # pixels with coordinate >= 0
+        self.dtype = np.dtype(basis.dtype)
+        self.complex_dtype = np.result_type(self.dtype, np.complex64)
+        key = (basis.L, float(basis.bandlimit), self.dtype.str, basis.count)
+        cached = _DENSE_CACHE.get(key)
+        if cached is None:
+            cached = self._build(basis)
+            if len(_DENSE_CACHE) > 4:
+                _DENSE_CACHE.clear()
+            _DENSE_CACHE[key] = cached
+        (self._inv_wp, self._ce, self._co, self._Wce, self._Wco, self._Wse, self._Wso) = cached
+        self._wk = basis.weights.astype(self.dtype)
+
+    @staticmethod
+    def _build(basis):
+        from scipy.special import jv
+
+        L = basis.L
+        c = L // 2
+        Q = L - c
+        # quadrant block: rows y = 0..Q-1, columns x = 0..Q-1 (row-major, as the image block)
+        ys, xs = np.meshgrid(np.arange(Q), np.arange(Q), indexing="ij")
+        ys, xs = ys.ravel(), xs.ravel()
+        inside = np.hypot(xs, ys) < basis.radius
+        wp = 0.5 ** ((xs == 0).astype(int) + (ys == 0).astype(int))
+        r2 = xs ** 2 + ys ** 2
+        ur2, inv = np.unique(r2[inside], return_inverse=True)
+        J = np.zeros((Q * Q, basis.count))
+        Ji = jv(basis.k[None, :], basis.zeros[None, :] * np.sqrt(ur2)[:, None] / basis.radius)
+        J[inside] = (Ji * basis.norms[None, :])[inv]
+        kth = np.arctan2(ys, xs)[:, None] * basis.k[None, :]
+        C = J * np.cos(kth) * wp[:, None]
+        S = J * np.sin(kth) * wp[:, None]
+        ce = np.flatnonzero(basis.k % 2 == 0)
+        co = np.flatnonzero(basis.k % 2 == 1)
+        dt = basis.dtype
+        # Rows of quadrant pixels outside the disk are zero: a contiguous quadrant block
+        # times the full matrix is faster than gathering the disk pixels first.
+        mats = [np.ascontiguousarray(m.astype(dt)) for m in
+                (C[:, ce], C[:, co], S[:, ce], S[:, co])]
+        return ((1.0 / wp).astype(dt), ce, co, *mats)
+
+    def _quadrants(self, f):
+        """Views of f at (x, y), (-x, y), (x, -y), (-x, -y) for x, y = 0..Q-1: (n, Q, Q) each."""
+        c, Q = self.c, self.Q
+        lo = c - Q + 1
+        f1 = f[:, c:, c:]
+        f2 = f[:, c:, lo:c + 1][:, :, ::-1]
+        f3 = f[:, lo:c + 1, c:][:, ::-1, :]
+        f4 = f[:, lo:c + 1, lo:c + 1][:, ::-1, ::-1]
+        return f1, f2, f3, f4
+
+    def expand(self, images):
+        """Coefficients (n, count) of real images (n, L, L) (pixels outside the disk ignored)."""
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (self.L, self.L):
+            raise ValueError(f"images must have shape (n, {self.L}, {self.L}), "
+                             f"got {images.shape}")
+        n = images.shape[0]
+        f1, f2, f3, f4 = self._quadrants(images.astype(self.dtype, copy=False))
+        a, b = f1 + f3, f2 + f4
+        d, e = f1 - f3, f2 - f4
+        QQ = self.Q * self.Q
+        out = np.empty((n, self.basis.count), dtype=self.complex_dtype)
+        out.real[:, self._ce] = (a + b).reshape(n, QQ) @ self._Wce
+        out.real[:, self._co] = (a - b).reshape(n, QQ) @ self._Wco
+        out.imag[:, self._ce] = -((d - e).reshape(n, QQ) @ self._Wse)
+        out.imag[:, self._co] = -((d + e).reshape(n, QQ) @ self._Wso)
+        return out
+
+    def evaluate(self, coef):
+        """Images (n, L, L) from coefficients (n, count): zero outside the disk."""
+        coef = np.asarray(coef)
+        n = coef.shape[0]
+        re = (coef.real * self._wk).astype(self.dtype, copy=False)
+        im = (coef.imag * self._wk).astype(self.dtype, copy=False)
+        ec = re[:, self._ce] @ self._Wce.T
+        oc = re[:, self._co] @ self._Wco.T
+        es = im[:, self._ce] @ self._Wse.T
+        os_ = im[:, self._co] @ self._Wso.T
+        shp = (n, self.Q, self.Q)
+        iw = self._inv_wp
+        p, q = ((ec + oc) * iw).reshape(shp), ((ec - oc) * iw).reshape(shp)
+        u, v = ((es + os_) * iw).reshape(shp), ((es - os_) * iw).reshape(shp)
+        out = np.zeros((n, self.L, self.L), dtype=self.dtype)
+        f1, f2, f3, f4 = self._quadrants(out)
+        # f(x,y) = p - u, f(-x,y) = q + v, f(x,-y) = p + u, f(-x,-y) = q - v
+        # (axis pixels are written twice with equal values)
+        f1[...] = p - u
+        f2[...] = q + v
+        f3[...] = p + u
+        f4[...] = q - v
+        return out
