@@ -194,6 +194,7 @@ def test_with_a_real_averager():
     for c in sel:
         np.testing.assert_allclose(s.cached_average(c), direct[c], rtol=1e-5, atol=1e-6)
         rot, sh, sc = s.cached_alignment(c)
-        np.testing.assert_allclose(rot, align.rotations[c], atol=1e-9)
-        np.testing.assert_allclose(sh, align.shifts[c], atol=1e-9)
+        # float32 images: angles agree to float32 rounding (batches differ in composition)
+        np.testing.assert_allclose(rot, align.rotations[c], atol=1e-6)
+        np.testing.assert_allclose(sh, align.shifts[c], atol=1e-6)
     np.testing.assert_allclose(s.class_scores_, direct.reshape(n, -1).var(1), rtol=1e-4)
