@@ -22,6 +22,11 @@ Member transforms: :class:`MemberTransformer` (expand / mirror / shift / rotate 
 the engine of every aligning averager), :func:`transform_members`, and the pixel helpers
 :func:`mirror_images`, :func:`shift_images`, :func:`rotate_images`, :func:`transform_images`.
 
+CTF-aware averages: every aligning averager takes ``ctf_correction="wiener"`` (Wiener-filtered
+combination of the raw members with their aligned CTFs) or ``"phase_flip"``, with the raw images
+from ``image_source`` (default: the parent of a phase-flipped source); see
+:mod:`classavg.averaging.wiener`.
+
 Alignment convention (``docs/conventions.md``): member j of class c is mirrored (if
 ``class_refl[c, j]``), shifted by ``shift`` (x, y pixels), then rotated counter-clockwise by
 ``rotation`` (radians) onto the reference ``class_indices[c, 0]``.
@@ -56,6 +61,9 @@ from .stackers import (
     WinsorizedImageStacker,
 )
 
+# -- CTF-aware averages (ctf_correction="wiener" | "phase_flip" on every aligning averager)
+from .wiener import CTF_CORRECTIONS, member_ctfs, transformed_defocus_angles
+
 # -- FTK / EM averagers ---------------------------------------------------------------------------
 from .em import EMAverager2D
 from .ftk import FTKAverager2D
@@ -86,4 +94,7 @@ __all__ = [
     "rotate_images",
     "transform_images",
     "transform_members",
+    "CTF_CORRECTIONS",
+    "member_ctfs",
+    "transformed_defocus_angles",
 ]

@@ -44,6 +44,18 @@ image of the mean coefficients agree).  A non-linear (robust) stacker is applied
 coefficients (component-wise on real and imaginary parts).  Averages are therefore
 band-limited to the basis and zero outside the disk of radius ``L / 2``.
 
+CTF-aware averages
+------------------
+Every aligning averager takes the keywords ``ctf_correction`` (None, the default: stack the
+source's images as they are; ``"wiener"``: Wiener-filtered combination of the raw members with
+their aligned CTFs; ``"phase_flip"``: mean of the phase-flipped members), ``image_source``
+(the raw, CTF-modulated images to average; default: the parent of a phase-flipped source, else
+the source itself) and ``wiener_snr`` (a constant spectral SNR instead of the per-class
+estimate); see :mod:`classavg.averaging.wiener`.  Alignment always uses ``src``.  Subclasses
+need not declare these keywords: :class:`AligningAverager2D` adds them to the constructor of
+every subclass that does not (``__init_subclass__``), applies them after that constructor ran,
+and appends them to its ``repr`` when a correction is set.
+
 Transforms of the members (:class:`~classavg.averaging._transform.MemberTransformer`): the
 mirror conjugates the coefficients, the shift is a Fourier phase shift of the (disk-masked)
 image before its expansion, the rotation multiplies the coefficients by ``exp(-i k angle)``.
@@ -51,6 +63,8 @@ image before its expansion, the rotation multiplies the coefficients by ``exp(-i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -59,6 +73,7 @@ import numpy as np
 
 from .._progress import progress
 from .._validation import check_int
+from .wiener import check_ctf_options, ctf_corrected_stack
 
 __all__ = ["Averager2D", "AligningAverager2D", "AlignmentResult", "ClassBatch",
            "check_class_table", "check_classes"]
@@ -379,6 +394,83 @@ class AligningAverager2D(Averager2D):
 
     alignment: AlignmentResult | None = None
 
+    #: CTF correction of the averages: None, "wiener" or "phase_flip" (module docstring).
+    ctf_correction = None
+    #: The raw images averaged with a CTF correction (resolved; None without correction).
+    image_source = None
+    #: Constant spectral SNR of the Wiener filter (None: estimated per class and ring).
+    wiener_snr = None
+
+    def __init__(self, src, *, basis=None, image_stacker=None, batch_size=64,
+                 ctf_correction=None, image_source=None, wiener_snr=None):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+        self.set_ctf_correction(ctf_correction, image_source=image_source,
+                                wiener_snr=wiener_snr)
+
+    def set_ctf_correction(self, ctf_correction, *, image_source=None, wiener_snr=None):
+        """Choose how the CTF is handled when stacking (:mod:`classavg.averaging.wiener`).
+
+        Parameters
+        ----------
+        ctf_correction : {None, "wiener", "phase_flip"}
+            None: stack the images of :attr:`src` as they are (e.g. already phase flipped).
+            "wiener": ``sum CTF_i X_i / (sum CTF_i^2 + 1 / SNR)`` over the aligned raw members
+            (their CTFs mirrored and rotated with them).  "phase_flip": the mean of the
+            phase-flipped raw members.
+        image_source : ImageSource, optional
+            The raw images with CTF metadata (same n and L as :attr:`src`).  Default: the
+            ``parent`` of :attr:`src` when it is a
+            :class:`~classavg.sources.transforms.PhaseFlippedSource`, else :attr:`src`.
+        wiener_snr : float, optional
+            Constant spectral SNR (> 0) for "wiener"; default: estimated per class and ring.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            A correction is asked for images without CTF parameters (or phase-flipped raw
+            images), "wiener" with a non-linear image stacker, or options that the chosen
+            correction does not use.
+        """
+        mode, raw, snr = check_ctf_options(self.src, self.image_stacker, ctf_correction,
+                                           image_source, wiener_snr)
+        self.ctf_correction, self.image_source, self.wiener_snr = mode, raw, snr
+        return self
+
+    @property
+    def ctf_options(self):
+        """The CTF options as a dict (for run records): ``ctf_correction``, ``wiener_snr``
+        and ``image_source`` (its repr; None without correction)."""
+        return {"ctf_correction": self.ctf_correction, "wiener_snr": self.wiener_snr,
+                "image_source": None if self.image_source is None else repr(self.image_source)}
+
+    def _ctf_repr(self):
+        if self.ctf_correction is None:
+            return ""
+        out = f"ctf_correction={self.ctf_correction!r}"
+        if self.wiener_snr is not None:
+            out += f", wiener_snr={self.wiener_snr:g}"
+        return out
+
+    def __repr__(self):
+        extra = self._ctf_repr()
+        return f"{type(self).__name__}(src={self.src!r}{', ' + extra if extra else ''})"
+
+    def __init_subclass__(cls, **kwargs):
+        """Give every subclass constructor the CTF keywords and every repr the CTF options."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_ctf_keywords", False):
+            params = inspect.signature(init).parameters
+            if not any(k in params for k in _CTF_KEYWORDS):     # else it handles them itself
+                cls.__init__ = _with_ctf_keywords(init)
+        rep = cls.__dict__.get("__repr__")
+        if rep is not None and not getattr(rep, "_ctf_repr", False):
+            cls.__repr__ = _with_ctf_repr(rep)
+
     #: Memory cap (bytes) of the Fourier-Bessel coefficients kept across batches during one
     #: :meth:`align` / :meth:`average` call (images shared by several classes are expanded
     #: once); 0 expands per batch.
@@ -466,7 +558,8 @@ class AligningAverager2D(Averager2D):
         outs, parts = [], []
         for b in self._batches(class_indices, class_refl, classes, "averaging"):
             res = self._finish(b, *self._align_batch(b))
-            outs.append(np.asarray(self._stack_batch(b, res), dtype=self.src.dtype))
+            stack = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
+            outs.append(np.asarray(stack(b, res), dtype=self.src.dtype))
             parts.append(res)
         self.alignment = self._concat(parts)
         if not outs:
@@ -495,6 +588,10 @@ class AligningAverager2D(Averager2D):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement _align_batch")
 
+    def _ctf_stack_batch(self, batch, alignment):
+        """CTF-corrected stacking (:func:`~classavg.averaging.wiener.ctf_corrected_stack`)."""
+        return ctf_corrected_stack(self, batch, alignment)
+
     def _stack_batch(self, batch, alignment):
         """Transform the members of a batch by ``alignment`` and stack them -> (b, L, L).
 
@@ -516,3 +613,42 @@ class AligningAverager2D(Averager2D):
         L = self.basis.L
         imgs = tr.evaluate(coef.reshape(b * m, -1)).reshape(b, m, L, L)
         return st.stack(imgs)
+
+
+_CTF_KEYWORDS = ("ctf_correction", "image_source", "wiener_snr")
+
+
+def _with_ctf_keywords(init):
+    """Wrap a subclass ``__init__`` so that it accepts the CTF keywords (applied after it)."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, ctf_correction=None, image_source=None, wiener_snr=None,
+                 **kwargs):
+        init(self, *args, **kwargs)
+        if ctf_correction is not None or image_source is not None or wiener_snr is not None:
+            self.set_ctf_correction(ctf_correction, image_source=image_source,
+                                    wiener_snr=wiener_snr)
+
+    sig = inspect.signature(init)
+    params = list(sig.parameters.values())
+    at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+    extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
+             for k in _CTF_KEYWORDS]
+    __init__.__signature__ = sig.replace(parameters=params[:at] + extra + params[at:])
+    __init__._ctf_keywords = True
+    return __init__
+
+
+def _with_ctf_repr(rep):
+    """Wrap a subclass ``__repr__`` to append the CTF options when a correction is set."""
+
+    @functools.wraps(rep)
+    def __repr__(self):
+        out = rep(self)
+        extra = self._ctf_repr()
+        if extra and out.endswith(")"):
+            out = f"{out[:-1]}, {extra})"
+        return out
+
+    __repr__._ctf_repr = True
+    return __repr__
