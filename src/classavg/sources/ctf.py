@@ -2,14 +2,17 @@
 
 The CTF multiplies the Fourier transform of a projection::
 
-    CTF(k) = -sin(pi * lam * dz(phi) * |k|^2 - pi / 2 * Cs * lam^3 * |k|^4 - phase_shift - w)
+    CTF(k) = sin(pi * lam * dz(phi) * |k|^2 - pi / 2 * Cs * lam^3 * |k|^4 + phase_shift + w)
              * exp(-B * |k|^2 / 4)
 
 with the electron wavelength ``lam`` (Angstrom) from the voltage, the astigmatic defocus
 ``dz(phi) = (dU + dV) / 2 + (dU - dV) / 2 * cos(2 (phi - angle))`` (Angstrom, positive =
 underfocus), spherical aberration ``Cs`` (mm, converted to Angstrom), amplitude contrast ``Q``
-giving ``w = atan(Q / sqrt(1 - Q^2))``, and spatial frequency ``k`` in 1/Angstrom.  This is the
-formula of RELION's ``CTF::getCTF`` (Scheres, J. Struct. Biol. 2012) so simulated data and
+giving ``w = atan(Q / sqrt(1 - Q^2))``, and spatial frequency ``k`` in 1/Angstrom.  This is
+RELION's ``CTF::getCTF`` (Scheres, J. Struct. Biol. 2012), which negates the defocus and returns
+``-sin(-(chi + w + phase_shift))``; the amplitude-contrast phase therefore *adds* to the
+aberration phase, so the CTF starts at ``sin(w) > 0`` and has its first zero where
+``chi + w = pi``.  Simulated data and
 phase flipping agree with RELION.
 """
 
@@ -74,8 +77,8 @@ def evaluate_ctf(L, pixel_size, defocus_u, defocus_v, defocus_angle=0.0, *, volt
     dz = 0.5 * (du + dv) + 0.5 * (du - dv) * np.cos(2.0 * (phi - np.deg2rad(ang)))
     cs_a = cs_mm * 1e7
     w = np.arctan(q / np.sqrt(1.0 - q * q))
-    gamma = np.pi * lam * dz * k2 - 0.5 * np.pi * cs_a * lam ** 3 * k2 * k2 - np.deg2rad(ps) - w
-    ctf = -np.sin(gamma)
+    gamma = np.pi * lam * dz * k2 - 0.5 * np.pi * cs_a * lam ** 3 * k2 * k2 + np.deg2rad(ps) + w
+    ctf = np.sin(gamma)
     if np.any(b != 0):
         ctf = ctf * np.exp(-b * k2 / 4.0)
     return ctf.astype(dtype, copy=False)
