@@ -14,4 +14,4 @@ def small_dataset(tmp_path_factory):
 
 @pytest.fixture
 def small_source(small_dataset):
-    return RelionSource(small_dataset).phase_flip().normalize_background()
+    return RelionSource(small_dataset).normalize_background().phase_flip()

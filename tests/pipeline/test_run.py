@@ -17,7 +17,7 @@ from classavg.pipeline import list_presets, read_class_table, run_classavg
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, small_dataset):
     out = tmp_path_factory.mktemp("run") / "out"
-    src = RelionSource(small_dataset).phase_flip().normalize_background()
+    src = RelionSource(small_dataset).normalize_background().phase_flip()
     cas, paths = run_classavg(src, out, n_nbor=10, n_classes=20, record={"test": True})
     return cas, paths, out
 

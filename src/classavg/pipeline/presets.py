@@ -74,6 +74,12 @@ _PRESET_LIST = [
            classifier=dict(n_nbor=50, rerank=True),
            selector="DistanceWithRepulsionClassSelector",
            averager="BFSRAverager2D", averager_options=dict(radius="L//32")),
+    Preset("1.1.0", "classavg 1.1.0: as 1.0.0, with CTF-aware (Wiener) class averages of the "
+           "raw members when the particles carry CTF parameters",
+           classifier=dict(n_nbor=50, rerank=True),
+           selector="DistanceWithRepulsionClassSelector",
+           averager="BFSRAverager2D",
+           averager_options=dict(radius="L//32", ctf_correction="wiener")),
 ]
 
 #: All presets by name, oldest first; the last one is the default.

@@ -22,14 +22,13 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
                    invert_contrast=False):
     """Apply the usual lazy pre-processing to a particle source.
 
-    Order: phase flip (needs CTF metadata) -> Fourier downsample to ``downsample`` pixels ->
-    contrast inversion -> background normalisation (zero mean, unit variance outside the
-    particle disk).  Returns the new source and a list describing the steps.
+    Order: Fourier downsample to ``downsample`` pixels -> contrast inversion -> background
+    normalisation (zero mean, unit variance outside the particle disk) -> phase flip (needs
+    CTF metadata).  Phase flipping last keeps the raw, normalised images one step up the
+    chain (``src.parent``), where CTF-aware (Wiener) averaging reads them.  Returns the new
+    source and a list describing the steps.
     """
     steps = []
-    if phase_flip:
-        src = src.phase_flip()
-        steps.append("phase_flip")
     if downsample is not None and downsample < src.L:
         src = src.downsample(downsample)
         steps.append(f"downsample({downsample})")
@@ -39,6 +38,9 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
     if normalize:
         src = src.normalize_background()
         steps.append("normalize_background")
+    if phase_flip:
+        src = src.phase_flip()
+        steps.append("phase_flip")
     return src, steps
 
 

@@ -145,6 +145,21 @@ class ClassAvgSource(ImageSource):
         return rot, sh, sc
 
 
+def _wiener_ready(src):
+    """Whether CTF-aware averaging can find raw images for ``src``: it needs CTF metadata, and
+    a phase flip, if any, must be the last transform (its parent holds the raw images)."""
+    from ..sources.transforms import PhaseFlippedSource
+
+    if not src.has_ctf:
+        return False
+    node = src.parent if isinstance(src, PhaseFlippedSource) else src
+    while hasattr(node, "parent"):
+        if isinstance(node, PhaseFlippedSource):
+            return False
+        node = node.parent
+    return True
+
+
 def _make_selector(name, options, averager, n_classes):
     cls = getattr(selection, name)
     opts = dict(options)
@@ -218,6 +233,11 @@ class DefaultClassAvgSource(ClassAvgSource):
         if averager is None:
             aopts = {k: resolve_radius(v, src.L) if k == "radius" else v
                      for k, v in preset.averager_options.items()}
+            if aopts.get("ctf_correction") and not _wiener_ready(src):
+                logger.warning("preset %s: no CTF-aware averaging for %r (it needs CTF "
+                               "metadata, and phase flipping as the last step); averaging the "
+                               "images as given", preset.name, src)
+                aopts.pop("ctf_correction")
             averager = getattr(averaging, preset.averager)(src, **aopts)
         if class_selector is None:
             class_selector = _make_selector(preset.selector, preset.selector_options,
