@@ -5,6 +5,7 @@ Examples
     python benchmarks/classify.py --n 10000 --snr 0.125 --ctf
     python benchmarks/classify.py --n 10000 --snr 0.25 0.125 0.0625 0.03125 --ctf
     python benchmarks/classify.py --n 1000 10000 100000 --snr 0.125     # scaling curve
+    python benchmarks/classify.py --n 10000 --snr 0.0625 --ctf --refine none vdm  # VDM
 
 Data: the built-in molecule simulated at 64 x 64 (Fourier-slice projections, optional CTF with
 7 defocus groups, phase flipped, background normalised), white noise at the given SNR
@@ -28,7 +29,8 @@ import time
 import numpy as np
 
 
-def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads):
+def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto",
+            refine=None):
     from classavg import Simulation, set_progress
     from classavg.classification import RIRClass2D
     from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
@@ -40,16 +42,22 @@ def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads):
     # Materialise the images first so the classification timing excludes simulation.
     t0 = time.perf_counter()
     from classavg.sources import ArrayImageSource
-    data = ArrayImageSource(src.images[:], pixel_size=src.pixel_size)
+    # Keep the CTF metadata (flagged as phase flipped) for the CTF correction.
+    md = src.metadata.copy()
+    if ctf:
+        md["rlnCtfDataArePhaseFlipped"] = 1
+    data = ArrayImageSource(src.images[:], pixel_size=src.pixel_size, metadata=md)
     t_sim = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clf = RIRClass2D(data, n_nbor=n_nbor, rerank=rerank, seed=seed, nn=nn)
+    clf = RIRClass2D(data, n_nbor=n_nbor, rerank=rerank, seed=seed, nn=nn,
+                     ctf_correct=ctf_correct, refine=refine)
     ci, cr, cd = clf.classify()
     total = time.perf_counter() - t0
     acc = neighbor_accuracy(ci, sim.viewing_directions)
     return {
         "n": n, "L": L, "snr": snr, "ctf": ctf, "n_nbor": n_nbor, "rerank": rerank,
-        "nn": clf.nn_method_, "threads": threads,
+        "refine": refine,
+        "nn": clf.nn_method_, "ctf_correct": clf.ctf_correct_, "threads": threads,
         "simulate_s": round(t_sim, 2), "classify_s": round(total, 2),
         "stages_s": {k: round(v, 2) for k, v in clf.timings_.items()},
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 2),
@@ -73,6 +81,10 @@ def main(argv=None):
     p.add_argument("--no-rerank", action="store_true", help="plain bispectrum neighbours")
     p.add_argument("--both", action="store_true", help="run with and without re-ranking")
     p.add_argument("--nn", default="auto", choices=["auto", "exact", "approximate"])
+    p.add_argument("--ctf-correct", default="auto", choices=["auto", "on", "off"],
+                   help="CTF-corrected classification input (auto: on with --ctf)")
+    p.add_argument("--refine", nargs="+", default=["none"], choices=["none", "vdm"],
+                   help="neighbour refinement(s) to run (vdm: vector diffusion maps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="each configuration in a subprocess")
     p.add_argument("--json", action="store_true", help="print JSON lines only")
@@ -82,32 +94,39 @@ def main(argv=None):
     rows = []
     for n in args.n:
         for snr in args.snr:
-            for rr in reranks:
+            for rr, rf in [(rr, rf) for rf in args.refine for rr in reranks]:
                 if args.fresh:
                     cmd = [sys.executable, __file__, "--n", str(n), "--L", str(args.L),
                            "--snr", str(snr), "--n-nbor", str(args.n_nbor), "--nn", args.nn,
                            "--seed", str(args.seed), "--json"]
                     cmd += ["--ctf"] if args.ctf else []
+                    cmd += ["--ctf-correct", args.ctf_correct]
                     cmd += [] if rr else ["--no-rerank"]
+                    cmd += ["--refine", rf]
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
                     row = json.loads(out.stdout.strip().splitlines()[-1])
                 else:
                     row = run_one(n, args.L, snr or None, args.ctf, args.n_nbor, rr,
-                                  args.seed, args.nn, threads)
+                                  args.seed, args.nn, threads,
+                                  {"auto": "auto", "on": True, "off": False}[args.ctf_correct],
+                                  None if rf == "none" else rf)
                 rows.append(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
                 else:
                     print(json.dumps(row), file=sys.stderr, flush=True)
     if not args.json:
-        print("| n | SNR | CTF | rerank | nn | classify (s) | stages (s) | peak RSS (GB) | "
-              "<5° | <10° | <20° | ceiling 10° | median (°) | mirror |")
-        print("|" + "---|" * 14)
+        print("| n | SNR | CTF | CTF corr. | rerank | nn | classify (s) | stages (s) | "
+              "peak RSS (GB) | <5° | <10° | <20° | ceiling 10° | median (°) | mirror |")
+        print("|" + "---|" * 15)
         for r in rows:
             st = ", ".join(f"{k} {v}" for k, v in r["stages_s"].items())
             snr = "clean" if not r["snr"] else f"1/{round(1 / r['snr'])}"
+            refine = f" + {r['refine']}" if r.get("refine") else ""
             print(f"| {r['n']} | {snr} | {'yes' if r['ctf'] else 'no'} | "
-                  f"{'yes' if r['rerank'] else 'no'} | {r['nn']} | {r['classify_s']} | {st} | "
+                  f"{'yes' if r.get('ctf_correct') else 'no'} | "
+                  f"{'yes' if r['rerank'] else 'no'}{refine} | "
+                  f"{r['nn']} | {r['classify_s']} | {st} | "
                   f"{r['peak_rss_gb']} | {r['within_5']:.1%} | {r['within_10']:.1%} | "
                   f"{r['within_20']:.1%} | {r['ceiling_10']:.0%} | {r['median_angle']} | "
                   f"{r['mirror_agreement']:.1%} |")
