@@ -91,12 +91,13 @@ def test_cwf_recovers_clean_coefficients(noisy_fit):
 
     # Measured: raw 11.8, CWF 0.34 (relative error 16 %).
     assert mse(xh) < 0.05 * mse(a)
-    # Better than the raw coefficients with the best (oracle) gain per angular frequency.
+    # Far better than the raw coefficients with the best (oracle) gain per angular frequency
+    # (measured 5.2).
     best = a.copy()
     for s in corr.basis.k_slices:
         g = np.vdot(a[:, s], x[:, s]) / max(np.vdot(a[:, s], a[:, s]).real, 1e-30)
         best[:, s] = g * a[:, s]
-    assert mse(xh) < 0.5 * mse(best)
+    assert mse(xh) < 0.2 * mse(best)
     assert np.all(np.abs(xh[:, corr.basis.k_slices[0]].imag) == 0)
     # Unscaled data: the estimated group scales are ~1.
     assert np.allclose(corr.group_scale_, 1, atol=0.1)
@@ -126,7 +127,7 @@ def test_mean_ctf2_target_is_defocus_independent(basis64, clean_ctf_sim):
     pair = np.array([int(np.argmin(defocus)), int(np.argmax(defocus))])
     obs = corr.apply(np.stack([x[5], x[5]]), pair)
     out = corr.transform(obs, pair)
-    # Measured: observations differ by 60 %, outputs by 0.6 %.
+    # Measured: observations differ by 60 %, outputs by 0.8 %.
     assert np.linalg.norm(obs[0] - obs[1]) > 0.4 * np.linalg.norm(obs[0])
     assert np.linalg.norm(out[0] - out[1]) < 0.03 * np.linalg.norm(out[0])
 
@@ -219,7 +220,7 @@ def test_bad_inputs(basis64):
 def test_noise_free_multi_defocus_classification():
     # Noise-free, 7 defocus groups, phase flipped and background normalised (the benchmark's
     # pipeline) at L = 32, n = 1,000.  Measured: 97.1 % of 10 neighbours within 10 degrees
-    # with the correction, 50.1 % without.  (n = 2,000 at L = 64: 99.98 % against 90.7 %,
+    # with the correction, 50.1 % without.  (n = 2,000 at L = 64: 99.99 % against 67.7 %,
     # benchmarks/classify.py.)
     set_progress(False)
     sim = Simulation(L, 1000, ctf=True, seed=0)
