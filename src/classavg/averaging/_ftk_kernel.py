@@ -21,9 +21,9 @@ import numpy as np
 import scipy.fft
 from numpy.polynomial.legendre import leggauss
 from scipy.special import jv
-from threadpoolctl import threadpool_limits
 
 from .._grid import disk_mask
+from .._threads import single_thread_blas
 from .._validation import check_float
 
 __all__ = ["TranslationKernel", "PolarSampler", "PolarGrid"]
@@ -31,16 +31,6 @@ __all__ = ["TranslationKernel", "PolarSampler", "PolarGrid"]
 #: finufft threads per call.  One thread is the fastest on small (64 x 64) transforms, and
 #: avoids the OpenMP contention seen with several threads on small virtual machines.
 _NUFFT_THREADS = 1
-
-
-def _single_thread_blas():
-    """Context limiting BLAS to one thread (process-wide while active).
-
-    The FTK products are thousands of small stacked GEMMs (numpy calls BLAS once per matrix);
-    multi-threaded BLAS only adds synchronisation to each call (measured 5-30 times slower
-    with 2 OpenBLAS threads than with 1 on a 2-vCPU machine).
-    """
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 # ---------------------------------------------------------------------------------------------

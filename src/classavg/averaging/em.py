@@ -109,6 +109,7 @@ import numpy as np
 import scipy.fft
 
 from .._grid import disk_mask
+from .._threads import single_thread_blas
 from .._validation import check_bool, check_float, check_int
 from ..basis._bessel import barycentric_matrix, chebyshev_nodes
 from .base import AligningAverager2D
@@ -120,7 +121,6 @@ from .ftk import (
     _check_bandlimit,
     _STENCIL_MARGIN,
     _Correlator,
-    _single_thread_blas,
     corner_variance,
     default_radius,
     disk_points,
@@ -472,7 +472,7 @@ class EMAverager2D(AligningAverager2D):
             if want:
                 u, inv_f = np.unique(inv, return_inverse=True)
                 full = (self._full.coefficients(batch.images[u]), inv_f.reshape(inv.shape))
-            with _single_thread_blas():
+            with single_thread_blas():
                 a, s, score, Af, s2 = self._em_chunk(G, corner, inv, batch.refl[sl], full)
             rot[sl], sh[sl], sc[sl], noise[sl] = a, s, score, s2
             if want:

@@ -144,7 +144,8 @@ import numpy as np
 
 from .._validation import check_bool, check_float, check_int
 from ._ftk_correlator import _Correlator
-from ._ftk_kernel import PolarGrid, PolarSampler, TranslationKernel, _single_thread_blas
+from .._threads import single_thread_blas
+from ._ftk_kernel import PolarGrid, PolarSampler, TranslationKernel
 from ._ftk_search import (
     _STENCIL_MARGIN,
     SHIFT_TOLERANCE,  # noqa: F401  (re-exported)
@@ -287,7 +288,7 @@ class FTKAverager2D(AligningAverager2D):
         rot = np.zeros((b, m))
         sh = np.zeros((b, m, 2))
         sc = np.zeros((b, m))
-        with _single_thread_blas():
+        with single_thread_blas():
             self._align_chunks(batch, G, power, noise, rot, sh, sc)
         return rot, sh, sc
 

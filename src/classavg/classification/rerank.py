@@ -1,18 +1,32 @@
-"""Re-rank neighbour candidates by their rotationally aligned correlation.
+"""Rotational alignment of candidate pairs, and re-ranking of neighbours by it.
 
 The bispectrum distance is a fast but lossy proxy for "same view": it multiplies three noisy
 coefficients.  For each image we therefore take a few times more candidates than needed from
 the bispectrum search and re-rank them by the best normalised correlation over all in-plane
 rotations (and the mirror) of their denoised steerable-PCA coefficients, which is the matched
-filter for the question "are these the same view?".  For steerable coefficients ``a`` (image i)
-and ``b`` (image j) with angular frequencies ``k_m`` and weights ``w_m`` (1 for k = 0, 2 for
-k > 0), the correlation after rotating image j by ``alpha`` is::
+filter for the question "are these the same view?".  The same alignment (with its angle)
+feeds the vector-diffusion-map refinement (:mod:`classavg.classification.vdm`).
 
-    c(alpha) = Re sum_k s_k exp(-i k alpha),   s_k = sum_{m: k_m = k} w_m conj(a_m) b_m,
+For steerable coefficients ``a`` (image i) and ``b`` (image j) with angular frequencies
+``k_m`` and weights ``w_m`` (1 for k = 0, 2 for k > 0), the correlation after rotating image
+j by ``alpha`` is::
 
-a trigonometric polynomial evaluated at all angles with one real inverse FFT; the mirrored
-image uses ``conj(b)``.  The cost is O(n K (M + N log N)) for K candidates, M components and N
+    c(alpha) = Re sum_k w_k S_k exp(-i k alpha),   S_k = sum_{m: k_m = k} conj(a_m) b_m,
+
+a trigonometric polynomial: with ``Y_k = S_k`` a real inverse FFT of length N gives
+``N irfft(Y)_n = c(-2 pi n / N)``, all angles at once; the mirrored image uses ``conj(b)``.
+The grouping ``m -> k_m`` is one small real matrix product over the interleaved real and
+imaginary parts.  The cost is O(n K (M + N log N)) for K candidates, M components and N
 angles, vectorised over blocks of rows.
+
+Only the angular frequencies that carry the coefficients' energy enter: the steerable PCA
+of denoised (for example CTF-corrected) data keeps components up to high k whose
+eigenvalues are ~1e-4 of the largest, and they would set the angular grid (N = 4 (kmax + 1))
+while changing the normalised correlation by less than their share of the energy.
+Frequencies above the smallest cut-off whose tail holds less than ``energy_tol`` (default
+1e-3) of the mean energy are dropped (:func:`significant_components`); at n = 10,000,
+64 x 64, SNR 1/8 with CTF this takes the grid from 343 to 45 angles and the re-ranking from
+6.3 s to 1.2 s at equal accuracy (85.62 % of neighbours within 10 degrees either way).
 """
 
 from __future__ import annotations
@@ -21,86 +35,207 @@ import numpy as np
 import scipy.fft
 
 from .._progress import progress
+from .._validation import check_float, check_int
 
-__all__ = ["rotational_similarity", "rerank_neighbors"]
+__all__ = ["significant_components", "rotational_alignment", "align_candidates",
+           "rerank_neighbors"]
+
+#: Default energy fraction of the dropped angular-frequency tail.
+ENERGY_TOL = 1e-3
 
 
 def _angle_count(kmax):
     # Four samples per period of the highest frequency: the grid maximum is within
-    # 1 - cos(pi / 4 / 2) ~ 2 % of the peak height of that frequency, enough for ranking.
-    return scipy.fft.next_fast_len(max(8, 4 * (kmax + 1)))
+    # 1 - cos(pi / 4 / 2) ~ 2 % of the peak height of that frequency (and the parabolic
+    # refinement recovers most of that), enough for ranking.
+    return scipy.fft.next_fast_len(max(8, 4 * (kmax + 1)), real=True)
 
 
-def rotational_similarity(coef, k, rows, candidates):
-    """Best normalised correlation over rotations, plain and mirrored.
+def significant_components(coef, k, *, energy_tol=ENERGY_TOL, max_rows=100_000):
+    """Components whose angular frequency is at most the energy cut-off.
 
     Parameters
     ----------
     coef : ndarray, complex, shape (n, M)
-        Steerable coefficients (rotation multiplies component m by exp(-i k_m alpha)).
+        Steerable coefficients.
     k : ndarray of int, shape (M,)
-        Angular frequency of each component, sorted ascending.
+        Angular frequency of each component.
+    energy_tol : float, optional
+        Largest fraction of the mean energy ``mean_i sum_m w_m |coef_im|^2`` that the
+        dropped frequencies (all above the cut-off) may hold; 0 keeps every component.
+    max_rows : int, optional
+        The energy is averaged over at most this many evenly spaced rows.
+
+    Returns
+    -------
+    ndarray of bool, shape (M,)
+    """
+    k = np.asarray(k)
+    energy_tol = check_float("energy_tol", energy_tol, min=0.0, max=1.0)
+    if energy_tol == 0 or k.size == 0:
+        return np.ones(k.shape, bool)
+    step = max(1, coef.shape[0] // max_rows)
+    sub = coef[::step]
+    energy = np.where(k == 0, 1.0, 2.0) * np.mean(np.abs(sub) ** 2, axis=0)
+    per_k = np.bincount(k, weights=energy)
+    total = per_k.sum()
+    if total <= 0:
+        return np.ones(k.shape, bool)
+    tail = total - np.cumsum(per_k)                       # energy above each frequency
+    kcut = int(np.argmax(tail <= energy_tol * total))
+    return k <= kcut
+
+
+class _RotationalCorrelator:
+    """Precomputed grid and grouping for :func:`rotational_alignment` (one coefficient set)."""
+
+    def __init__(self, coef, k, energy_tol):
+        k = np.asarray(k)
+        keep = significant_components(coef, k, energy_tol=energy_tol)
+        self.coef = np.ascontiguousarray(coef[:, keep], dtype=np.complex64)
+        k = k[keep]
+        self.w = np.where(k == 0, 1.0, 2.0).astype(np.float32)
+        self.present = np.unique(k)
+        self.N = _angle_count(int(k.max()) if k.size else 0)
+        M, P = k.size, self.present.size
+        # Interleaved (re, im) of component m -> (re, im) of its frequency bin p.
+        p = np.searchsorted(self.present, k)
+        G = np.zeros((2 * M, 2 * P), np.float32)
+        G[2 * np.arange(M), 2 * p] = 1
+        G[2 * np.arange(M) + 1, 2 * p + 1] = 1
+        self.G = G
+
+    def __call__(self, rows, candidates):
+        a = np.conj(self.coef[rows])[:, None, :]
+        b = self.coef[candidates]
+        bsz, K, M = b.shape
+        H = self.N // 2 + 1
+        na = np.sqrt(np.einsum("bm,bm,m->b", a[:, 0].real, a[:, 0].real, self.w)
+                     + np.einsum("bm,bm,m->b", a[:, 0].imag, a[:, 0].imag, self.w))
+        nb = np.sqrt(np.einsum("bkm,bkm,m->bk", b.real, b.real, self.w)
+                     + np.einsum("bkm,bkm,m->bk", b.imag, b.imag, self.w))
+        peaks, args = [], []
+        for prod in (a * b, a * np.conj(b)):
+            grouped = (prod.reshape(bsz * K, M).view(np.float32) @ self.G).view(np.complex64)
+            Y = np.zeros((bsz * K, H), np.complex64)
+            Y[:, self.present] = grouped
+            c = scipy.fft.irfft(Y, n=self.N, axis=-1, workers=-1).reshape(bsz, K, self.N)
+            m = np.argmax(c, axis=-1)
+            cm = np.take_along_axis(c, m[..., None], -1)[..., 0]
+            cl = np.take_along_axis(c, ((m - 1) % self.N)[..., None], -1)[..., 0]
+            cr = np.take_along_axis(c, ((m + 1) % self.N)[..., None], -1)[..., 0]
+            # Parabola through the three samples around the grid maximum: on the coarse grid
+            # of the significant frequencies the refined peak ranks as well as a 7x finer grid
+            # (n = 10,000, SNR 1/8: 85.62 % within 10 degrees either way, 84.98 % unrefined).
+            curv = cl - 2 * cm + cr
+            delta = np.where(curv < 0, 0.5 * (cl - cr) / np.where(curv < 0, curv, -1), 0.0)
+            delta = np.clip(delta, -0.5, 0.5)
+            peaks.append(cm - 0.25 * (cl - cr) * delta)
+            # Sample n is the angle -2 pi n / N.
+            args.append((-(m + delta) * (2 * np.pi / self.N)) % (2 * np.pi))
+        plain, mirr = peaks
+        denom = na[:, None] * nb
+        denom = np.where(denom > 0, denom, 1) / self.N
+        refl = mirr > plain
+        sim = np.minimum(np.where(refl, mirr, plain) / denom, 1.0).astype(np.float32)
+        return sim, refl, np.where(refl, args[1], args[0]).astype(np.float32)
+
+
+def rotational_alignment(coef, k, rows, candidates, *, energy_tol=ENERGY_TOL):
+    """Best normalised correlation over in-plane rotations and the mirror, with the angle.
+
+    Parameters
+    ----------
+    coef : ndarray, complex, shape (n, M)
+        Steerable coefficients (rotating an image by ``alpha`` multiplies component m by
+        ``exp(-i k_m alpha)``; mirroring conjugates it).
+    k : ndarray of int, shape (M,)
+        Angular frequency of each component.
     rows : ndarray of int, shape (b,)
         Query images.
     candidates : ndarray of int, shape (b, K)
         Candidate neighbours of each query.
+    energy_tol : float, optional
+        Energy fraction of the angular frequencies left out (:func:`significant_components`).
 
     Returns
     -------
     sim : ndarray, float32, shape (b, K)
-        max over alpha of c(alpha) / (|a| |b|), over the plain and mirrored candidate.
+        Peak of the normalised correlation, at most 1.
     refl : ndarray of bool, shape (b, K)
         True where the mirrored candidate correlates better.
+    angle : ndarray, float32, shape (b, K)
+        Angle ``alpha`` in radians, in [0, 2 pi), refined by a parabola through the three
+        grid samples around the peak: multiplying the (conjugated, if ``refl``) candidate's
+        component m by ``exp(-i k_m alpha)`` best matches the query.  With the basis
+        convention of :meth:`FourierBesselBasis2D.rotate`: mirror the candidate image (if
+        ``refl``), then rotate it counter-clockwise by ``alpha`` to match the query (the
+        averagers' convention, ``docs/conventions.md``).
     """
-    k = np.asarray(k)
-    w = np.where(k == 0, 1.0, 2.0).astype(np.float32)
-    present, starts = np.unique(k, return_index=True)
-    kmax = int(k.max())
-    N = _angle_count(kmax)
-    norms = np.sqrt(np.einsum("nm,nm,m->n", coef.real, coef.real, w)
-                    + np.einsum("nm,nm,m->n", coef.imag, coef.imag, w))
-    a = (np.conj(coef[rows]) * w)[:, None, :]
-    b = coef[candidates]
-    out = []
-    for prod in (a * b, a * np.conj(b)):
-        s = np.zeros(prod.shape[:2] + (N // 2 + 1,), np.complex64)
-        s[..., present] = np.add.reduceat(prod, starts, axis=-1)
-        # c(alpha_m) = Re sum_k s_k e^{-i k alpha_m} = (N / 2) irfft(Y) with Y_0 = 2 s_0 and
-        # Y_k = conj(s_k): one real inverse FFT gives all N angles.
-        s = np.conj(s)
-        s[..., 0] *= 2
-        out.append(scipy.fft.irfft(s, n=N, axis=-1, workers=-1).max(axis=-1) * (N / 2))
-    plain, mirr = out
-    denom = norms[rows][:, None] * norms[candidates]
-    denom = np.where(denom > 0, denom, 1)
-    refl = mirr > plain
-    return (np.where(refl, mirr, plain) / denom).astype(np.float32), refl
+    return _RotationalCorrelator(coef, k, energy_tol)(np.asarray(rows), np.asarray(candidates))
 
 
-def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256):
-    """Keep the ``n_nbor`` best of each row's candidates by :func:`rotational_similarity`.
+def align_candidates(coef, k, candidates, *, block_size=256, energy_tol=ENERGY_TOL):
+    """:func:`rotational_alignment` of every row of a candidate table, in row blocks.
 
     Parameters
     ----------
-    coef, k : see :func:`rotational_similarity`.
+    coef, k, energy_tol : see :func:`rotational_alignment`.
+    candidates : ndarray of int, shape (n, K)
+        Row i lists the candidates of image i (column 0 is usually i itself).
+    block_size : int, optional
+        Rows aligned at once (memory ``~ 24 block_size K max(M, N)`` bytes).
+
+    Returns
+    -------
+    sim : ndarray, float32, shape (n, K)
+    refl : ndarray of bool, shape (n, K)
+    angle : ndarray, float32, shape (n, K)
+        As in :func:`rotational_alignment`.
+    """
+    candidates = np.asarray(candidates)
+    block_size = check_int("block_size", block_size, min=1)
+    n, K = candidates.shape
+    corr = _RotationalCorrelator(coef, k, energy_tol)
+    sim = np.empty((n, K), np.float32)
+    refl = np.empty((n, K), bool)
+    angle = np.empty((n, K), np.float32)
+    for s in progress(range(0, n, block_size), total=-(-n // block_size), desc="align"):
+        rows = np.arange(s, min(s + block_size, n))
+        sim[rows], refl[rows], angle[rows] = corr(rows, candidates[rows])
+    return sim, refl, angle
+
+
+def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256, energy_tol=ENERGY_TOL):
+    """Keep the ``n_nbor`` best of each row's candidates by rotationally aligned correlation.
+
+    Parameters
+    ----------
+    coef, k, energy_tol : see :func:`rotational_alignment`.
     candidates : ndarray of int, shape (n, K)
         Candidate table whose column 0 is the row's own image.
     n_nbor : int
         Columns to return (<= K).
+    block_size : int, optional
+        Rows re-ranked at once.
 
     Returns
     -------
     class_indices, class_refl, class_distances
         The re-ranked table; distances are ``sqrt(2 - 2 sim)`` (0 for column 0).
     """
+    candidates = np.asarray(candidates)
     n, K = candidates.shape
+    n_nbor = check_int("n_nbor", n_nbor, min=1, max=K)
+    block_size = check_int("block_size", block_size, min=1)
+    corr = _RotationalCorrelator(coef, k, energy_tol)
     ci = np.empty((n, n_nbor), np.int64)
     cr = np.empty((n, n_nbor), bool)
     cd = np.empty((n, n_nbor), np.float32)
     for s in progress(range(0, n, block_size), total=-(-n // block_size), desc="re-rank"):
         rows = np.arange(s, min(s + block_size, n))
         cand = candidates[rows]
-        sim, refl = rotational_similarity(coef, k, rows, cand)
+        sim, refl, _ = corr(rows, cand)
         sim[:, 0] = np.inf                                   # the row's own image first
         order = np.argsort(-sim, axis=1, kind="stable")[:, :n_nbor]
         ci[rows] = np.take_along_axis(cand, order, 1)

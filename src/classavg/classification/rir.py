@@ -62,7 +62,8 @@ class RIRClass2D(Class2D):
     batch_size : int, optional
         Images expanded at once; bounds memory (default 1024).
     fit_size : int, optional
-        At most this many images (a random subset) fit the two PCAs (default 10000).
+        At most this many images (a random subset) fit the steerable PCA and the CTF
+        correction (default 10000); the bispectrum PCA uses at most 5,000 of them.
     basis : FourierBesselBasis2D, optional
         Basis to expand in; built for ``src.L`` when not given.
     rerank : bool, optional
@@ -220,7 +221,7 @@ class RIRClass2D(Class2D):
         t0 = time.perf_counter()
         self.bispectrum_pca = BispectrumPCA(
             n_components=self.bispectrum_components, sample_n=self.sample_n, alpha=self.alpha,
-            fit_size=min(self.fit_size, 8000), seed=self.seed)
+            fit_size=min(self.fit_size, 5000), seed=self.seed)
         self.bispectrum_pca.fit(self.coef, self.fspca.k, self.fspca.eigvals)
         d = self.bispectrum_pca.components.shape[1]
         self.features = np.empty((n, d), np.complex64)
