@@ -110,6 +110,19 @@ def test_cli_run_and_presets(tmp_path, small_dataset, capsys):
     assert main(["run", str(small_dataset), "-o", str(tmp_path / "p"), "--preset", "9.9"]) == 2
 
 
+def test_cli_run_on_a_local_dask_cluster(tmp_path, small_dataset):
+    pytest.importorskip("dask.distributed")
+    args = ["--no-progress", "run", str(small_dataset), "--n-nbor", "8", "--n-classes", "6",
+            "--phase-flip", "--no-report"]
+    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+    assert main(args + ["-o", str(tmp_path / "dask"), "--dask-local", "2"]) == 0
+    rec = json.loads((tmp_path / "dask" / "run.json").read_text())
+    assert rec["execution"]["backend"] == "dask" and rec["execution"]["workers"] == 2
+    with mrcfile.open(tmp_path / "one" / "class_averages.mrcs") as a, \
+            mrcfile.open(tmp_path / "dask" / "class_averages.mrcs") as b:
+        np.testing.assert_allclose(b.data, a.data, atol=1e-4 * np.abs(a.data).max())
+
+
 @pytest.mark.skipif(shutil.which("relion_star_handler") is None,
                     reason="RELION not installed (scripts/install_system_tools.sh)")
 def test_relion_accepts_particles_star(finished_run, tmp_path):

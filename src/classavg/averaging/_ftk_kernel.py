@@ -254,6 +254,12 @@ class PolarSampler:
         self._sign = np.where(kk % 2 == 0, 1.0, -1.0).astype(np.float32)
         self._plans = {}
 
+    def __getstate__(self):
+        # finufft plans are not picklable (Dask workers rebuild them on first use).
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
     def _plan(self, n):
         plan = self._plans.get(n)
         if plan is None:

@@ -90,6 +90,12 @@ class PolarTransformer:
         self._mask = disk_mask(self.L, basis.radius)
         self._plans = {}
 
+    def __getstate__(self):
+        # finufft plans are not picklable (Dask workers rebuild them on first use).
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
     # -- NUFFT -------------------------------------------------------------------------------
     def _plan(self, n_trans):
         plan = self._plans.get(n_trans)

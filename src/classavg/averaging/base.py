@@ -71,6 +71,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._parallel import block_map
 from .._progress import progress
 from .._validation import check_int
 from .wiener import check_ctf_options, ctf_corrected_stack
@@ -510,7 +511,7 @@ class AligningAverager2D(Averager2D):
         return AlignmentResult(batch.rows.copy(), rot, sh, sc)
 
     # -- public API ------------------------------------------------------------------------------
-    def align(self, class_indices, class_refl, *, classes=None):
+    def align(self, class_indices, class_refl, *, classes=None, client=None):
         """Align the members of each row to its reference.
 
         Parameters
@@ -521,6 +522,9 @@ class AligningAverager2D(Averager2D):
             Mirror flags (None: no member is mirrored).
         classes : array_like of int, optional
             Align only these rows (row numbers of the table), in this order (default: all).
+        client : dask.distributed.Client, optional
+            Align the batches of rows as Dask tasks (:mod:`classavg._parallel`); the same
+            result as without a client.
 
         Returns
         -------
@@ -529,11 +533,15 @@ class AligningAverager2D(Averager2D):
             shifts (k', n_nbor, 2) pixels, scores (k', n_nbor).  Applied to member j in the
             order mirror -> shift -> rotation they bring it onto the reference.
         """
+        if client is not None:
+            parts = [res for _, res in self._distributed(class_indices, class_refl, classes,
+                                                         client, stack=False)]
+            return self._concat(parts)
         parts = [self._finish(b, *self._align_batch(b))
                  for b in self._batches(class_indices, class_refl, classes, "aligning")]
         return self._concat(parts)
 
-    def average(self, class_indices, class_refl, *, classes=None):
+    def average(self, class_indices, class_refl, *, classes=None, client=None):
         """Class averages, one per row, each in the frame of its reference (column 0).
 
         For every batch of ``batch_size`` rows: read the distinct images once, align the
@@ -549,6 +557,9 @@ class AligningAverager2D(Averager2D):
             Average only these rows of the table, in this order (e.g. the selected classes of
             a pipeline that keeps the full table); output i is row ``classes[i]`` and
             ``alignment.classes == classes``.  Default: every row.
+        client : dask.distributed.Client, optional
+            Average the batches of rows as Dask tasks (:mod:`classavg._parallel`; each
+            worker gets a copy of this averager once); the same result as without a client.
 
         Returns
         -------
@@ -556,15 +567,41 @@ class AligningAverager2D(Averager2D):
             Band-limited to the basis, zero outside the disk of radius ``L / 2``.
         """
         outs, parts = [], []
-        for b in self._batches(class_indices, class_refl, classes, "averaging"):
-            res = self._finish(b, *self._align_batch(b))
-            stack = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
-            outs.append(np.asarray(stack(b, res), dtype=self.src.dtype))
-            parts.append(res)
+        if client is not None:
+            for avg, res in self._distributed(class_indices, class_refl, classes, client,
+                                              stack=True):
+                outs.append(avg)
+                parts.append(res)
+        else:
+            for b in self._batches(class_indices, class_refl, classes, "averaging"):
+                res = self._finish(b, *self._align_batch(b))
+                outs.append(self._stack_any(b, res))
+                parts.append(res)
         self.alignment = self._concat(parts)
         if not outs:
             return np.zeros((0, self.src.L, self.src.L), dtype=self.src.dtype)
         return np.concatenate(outs)
+
+    def _stack_any(self, batch, res):
+        stack = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
+        return np.asarray(stack(batch, res), dtype=self.src.dtype)
+
+    def _distributed(self, class_indices, class_refl, classes, client, *, stack):
+        """(averages or None, AlignmentResult) per batch of rows, computed as Dask tasks."""
+        ci, cr = check_class_table(class_indices, class_refl, self.src.n)
+        rows = check_classes(classes, ci.shape[0])
+        blocks = [rows[s:s + self.batch_size] for s in range(0, rows.size, self.batch_size)]
+        items = ((r, ci[r], cr[r], stack) for r in blocks)
+        return progress(block_map(_average_task, items, shared=(self,), client=client),
+                        total=len(blocks), desc="averaging" if stack else "aligning",
+                        unit="batch")
+
+    def __getstate__(self):
+        # Sent to Dask workers: the results of earlier calls and the caches stay here.
+        state = self.__dict__.copy()
+        state.pop("_transformer", None)
+        state.pop("alignment", None)
+        return state
 
     @staticmethod
     def _concat(parts):
@@ -613,6 +650,17 @@ class AligningAverager2D(Averager2D):
         L = self.basis.L
         imgs = tr.evaluate(coef.reshape(b * m, -1)).reshape(b, m, L, L)
         return st.stack(imgs)
+
+
+def _average_task(averager, item):
+    """One batch of rows on a Dask worker: ``(averages or None, AlignmentResult)``."""
+    rows, ci, cr, stack = item
+    tr = averager.transformer
+    cache = CoefficientCache(averager.src.n, averager.basis.count, tr.complex_dtype,
+                             averager.coefficient_cache_bytes)
+    batch = ClassBatch(rows, ci, cr, averager.src, tr, cache)
+    res = averager._finish(batch, *averager._align_batch(batch))
+    return (averager._stack_any(batch, res) if stack else None), res
 
 
 _CTF_KEYWORDS = ("ctf_correction", "image_source", "wiener_snr")

@@ -154,6 +154,12 @@ class FourierBesselBasis2D:
         return (f"FourierBesselBasis2D(L={self.L}, bandlimit={self.bandlimit:g}, "
                 f"count={self.count}, kmax={self.kmax}, dtype={self.dtype.name})")
 
+    def __getstate__(self):
+        # finufft plans are not picklable (Dask workers rebuild them on first use).
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
     # -- NUFFT plans, reused across calls (the polar points never change) -------------------
     def _plan(self, nufft_type, n_trans):
         key = (nufft_type, n_trans)

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from .._parallel import block_map
 from .._progress import progress
 
 __all__ = ["exact_neighbors", "approximate_neighbors", "has_faiss"]
@@ -33,7 +34,7 @@ def _finish(sim, refl, idx, rows):
     return idx, refl, dist
 
 
-def exact_neighbors(features, n_nbor, *, block_size=1024):
+def exact_neighbors(features, n_nbor, *, block_size=1024, client=None):
     """Exact neighbour table by blocked matrix products.
 
     Parameters
@@ -42,6 +43,10 @@ def exact_neighbors(features, n_nbor, *, block_size=1024):
         Unit-length features; the mirror of image j has features ``conj(features[j])``.
     n_nbor : int
         Neighbours per row including the row's own image.
+    block_size : int, optional
+        Query rows per block (memory ``~ 8 block_size n`` bytes).
+    client : dask.distributed.Client, optional
+        Search the query blocks as Dask tasks (:mod:`classavg._parallel`).
 
     Returns
     -------
@@ -54,19 +59,26 @@ def exact_neighbors(features, n_nbor, *, block_size=1024):
     ci = np.empty((n, n_nbor), np.int64)
     cr = np.empty((n, n_nbor), bool)
     cd = np.empty((n, n_nbor), np.float32)
-    for s in progress(range(0, n, block_size), total=-(-n // block_size), desc="neighbours"):
-        rows = np.arange(s, min(s + block_size, n))
-        p = re[rows] @ re.T
-        q = im[rows] @ im.T
-        plain, mirr = p + q, p - q
-        refl = mirr > plain
-        sim = np.where(refl, mirr, plain)
-        sim[np.arange(rows.size), rows] = np.inf          # self first
-        part = np.argpartition(-sim, n_nbor - 1, axis=1)[:, :n_nbor]
-        idx, r, d = _finish(np.take_along_axis(sim, part, 1),
-                            np.take_along_axis(refl, part, 1), part, rows)
-        ci[rows], cr[rows], cd[rows] = idx, r, d
+    blocks = [(s, min(s + block_size, n), n_nbor) for s in range(0, n, block_size)]
+    results = block_map(_exact_block, blocks, shared=(re, im), client=client)
+    for (s, e, _), (idx, r, d) in zip(blocks, progress(results, total=len(blocks),
+                                                       desc="neighbours")):
+        ci[s:e], cr[s:e], cd[s:e] = idx, r, d
     return ci, cr, cd
+
+
+def _exact_block(re, im, block):
+    start, stop, n_nbor = block
+    rows = np.arange(start, stop)
+    p = re[rows] @ re.T
+    q = im[rows] @ im.T
+    plain, mirr = p + q, p - q
+    refl = mirr > plain
+    sim = np.where(refl, mirr, plain)
+    sim[np.arange(rows.size), rows] = np.inf          # self first
+    part = np.argpartition(-sim, n_nbor - 1, axis=1)[:, :n_nbor]
+    return _finish(np.take_along_axis(sim, part, 1), np.take_along_axis(refl, part, 1), part,
+                   rows)
 
 
 def has_faiss():
@@ -78,7 +90,8 @@ def has_faiss():
     return True
 
 
-def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None):
+def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None,
+                          block_size=16384, client=None):
     """Approximate neighbour table with an inverted-file index (faiss ``IndexIVFFlat``,
     inner product).
 
@@ -87,6 +100,8 @@ def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None):
     k-means coarse quantiser (``nlist`` cells, default ``4 sqrt(n)``) is trained on a seeded
     subset; each query scans ``nprobe`` cells (default ``nlist / 8``, at least 16), i.e. about
     an eighth of the data, which keeps the recall of the true nearest neighbours high.
+    Queries run in blocks of ``block_size`` rows (memory of the merge bounded by the block), as
+    Dask tasks when a ``client`` is given (the index travels once to every worker, serialised).
 
     References
     ----------
@@ -98,28 +113,65 @@ def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None):
 
     n = features.shape[0]
     x = np.ascontiguousarray(np.concatenate([features.real, features.imag], 1), np.float32)
-    xm = np.ascontiguousarray(np.concatenate([features.real, -features.imag], 1), np.float32)
     nlist = nlist or max(1, int(4 * np.sqrt(n)))
     nprobe = nprobe or min(nlist, max(16, nlist // 8))
-    quantizer = faiss.IndexFlatIP(x.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
     rng = np.random.default_rng(seed)
     train = x[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
     if train.shape[0] < 39 * nlist:          # faiss wants >= 39 points per centroid
         nlist = max(1, train.shape[0] // 39)
         nprobe = min(nlist, nprobe)
-        quantizer = faiss.IndexFlatIP(x.shape[1])
-        index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    quantizer = faiss.IndexFlatIP(x.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(seed)
     index.train(train)
-    index.add(x)
+    index.add(x)                      # the index keeps its own copy of the vectors
+    del x, train
     index.nprobe = nprobe
-    sp, ip = index.search(x, n_nbor + 1)
+    ci = np.empty((n, n_nbor), np.int64)
+    cr = np.empty((n, n_nbor), bool)
+    cd = np.empty((n, n_nbor), np.float32)
+    bounds = [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+    items = ((s, e, n_nbor, features[s:e]) for s, e in bounds)
+    shared = (index if client is None else _SerializedIndex(index),)
+    results = block_map(_ivf_block, items, shared=shared, client=client)
+    for (s, e), (idx, r, d) in zip(bounds, progress(results, total=len(bounds),
+                                                    desc="neighbours")):
+        ci[s:e], cr[s:e], cd[s:e] = idx, r, d
+    return ci, cr, cd
+
+
+class _SerializedIndex:
+    """A faiss index in its serialised form (picklable), deserialised once per process."""
+
+    def __init__(self, index):
+        import faiss
+        self.data = faiss.serialize_index(index)
+        self._index = None
+
+    def __getstate__(self):
+        return {"data": self.data, "_index": None}
+
+    @property
+    def index(self):
+        if self._index is None:
+            import faiss
+            self._index = faiss.deserialize_index(self.data)
+        return self._index
+
+
+def _ivf_block(index, block):
+    """Merged plain + mirrored search of the query rows ``start:stop``."""
+    start, stop, n_nbor, feats = block
+    if isinstance(index, _SerializedIndex):
+        index = index.index
+    xq = np.ascontiguousarray(np.concatenate([feats.real, feats.imag], 1), np.float32)
+    xm = np.ascontiguousarray(np.concatenate([feats.real, -feats.imag], 1), np.float32)
+    sp, ip = index.search(xq, n_nbor + 1)
     sm, im_ = index.search(xm, n_nbor + 1)
     sim = np.concatenate([sp, sm], 1)
     idx = np.concatenate([ip, im_], 1)
     refl = np.concatenate([np.zeros_like(ip, bool), np.ones_like(im_, bool)], 1)
-    rows = np.arange(n)
+    rows = np.arange(start, stop)
     sim = np.where(idx < 0, -np.inf, sim)
     sim[(idx == rows[:, None]) & ~refl] = np.inf                  # self first
     sim[(idx == rows[:, None]) & refl] = -np.inf                  # no mirrored self

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from .._parallel import block_map
 from .._progress import progress
 from .._validation import check_float, check_int
 
@@ -175,7 +176,8 @@ def rotational_alignment(coef, k, rows, candidates, *, energy_tol=ENERGY_TOL):
     return _RotationalCorrelator(coef, k, energy_tol)(np.asarray(rows), np.asarray(candidates))
 
 
-def align_candidates(coef, k, candidates, *, block_size=256, energy_tol=ENERGY_TOL):
+def align_candidates(coef, k, candidates, *, block_size=256, energy_tol=ENERGY_TOL,
+                     client=None):
     """:func:`rotational_alignment` of every row of a candidate table, in row blocks.
 
     Parameters
@@ -185,6 +187,8 @@ def align_candidates(coef, k, candidates, *, block_size=256, energy_tol=ENERGY_T
         Row i lists the candidates of image i (column 0 is usually i itself).
     block_size : int, optional
         Rows aligned at once (memory ``~ 24 block_size K max(M, N)`` bytes).
+    client : dask.distributed.Client, optional
+        Align the row blocks as Dask tasks (:mod:`classavg._parallel`).
 
     Returns
     -------
@@ -200,13 +204,21 @@ def align_candidates(coef, k, candidates, *, block_size=256, energy_tol=ENERGY_T
     sim = np.empty((n, K), np.float32)
     refl = np.empty((n, K), bool)
     angle = np.empty((n, K), np.float32)
-    for s in progress(range(0, n, block_size), total=-(-n // block_size), desc="align"):
-        rows = np.arange(s, min(s + block_size, n))
-        sim[rows], refl[rows], angle[rows] = corr(rows, candidates[rows])
+    blocks = [np.arange(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+    results = block_map(_align_block, ((rows, candidates[rows]) for rows in blocks),
+                        shared=(corr,), client=client)
+    for rows, res in zip(blocks, progress(results, total=len(blocks), desc="align")):
+        sim[rows], refl[rows], angle[rows] = res
     return sim, refl, angle
 
 
-def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256, energy_tol=ENERGY_TOL):
+def _align_block(corr, block):
+    rows, cand = block
+    return corr(rows, cand)
+
+
+def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256, energy_tol=ENERGY_TOL,
+                     client=None):
     """Keep the ``n_nbor`` best of each row's candidates by rotationally aligned correlation.
 
     Parameters
@@ -218,6 +230,8 @@ def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256, energy_tol=
         Columns to return (<= K).
     block_size : int, optional
         Rows re-ranked at once.
+    client : dask.distributed.Client, optional
+        Re-rank the row blocks as Dask tasks (:mod:`classavg._parallel`).
 
     Returns
     -------
@@ -232,16 +246,22 @@ def rerank_neighbors(coef, k, candidates, n_nbor, *, block_size=256, energy_tol=
     ci = np.empty((n, n_nbor), np.int64)
     cr = np.empty((n, n_nbor), bool)
     cd = np.empty((n, n_nbor), np.float32)
-    for s in progress(range(0, n, block_size), total=-(-n // block_size), desc="re-rank"):
-        rows = np.arange(s, min(s + block_size, n))
-        cand = candidates[rows]
-        sim, refl, _ = corr(rows, cand)
-        sim[:, 0] = np.inf                                   # the row's own image first
-        order = np.argsort(-sim, axis=1, kind="stable")[:, :n_nbor]
-        ci[rows] = np.take_along_axis(cand, order, 1)
-        cr[rows] = np.take_along_axis(refl, order, 1)
-        d = np.sqrt(np.maximum(2 - 2 * np.take_along_axis(sim, order, 1), 0))
-        d[:, 0] = 0
-        cr[rows, 0] = False
-        cd[rows] = d
+    blocks = [np.arange(s, min(s + block_size, n)) for s in range(0, n, block_size)]
+    results = block_map(_rerank_block, ((rows, candidates[rows], n_nbor) for rows in blocks),
+                        shared=(corr,), client=client)
+    for rows, res in zip(blocks, progress(results, total=len(blocks), desc="re-rank")):
+        ci[rows], cr[rows], cd[rows] = res
+    return ci, cr, cd
+
+
+def _rerank_block(corr, block):
+    rows, cand, n_nbor = block
+    sim, refl, _ = corr(rows, cand)
+    sim[:, 0] = np.inf                                   # the row's own image first
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :n_nbor]
+    ci = np.take_along_axis(cand, order, 1)
+    cr = np.take_along_axis(refl, order, 1)
+    cd = np.sqrt(np.maximum(2 - 2 * np.take_along_axis(sim, order, 1), 0))
+    cd[:, 0] = 0
+    cr[:, 0] = False
     return ci, cr, cd

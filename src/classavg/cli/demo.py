@@ -8,7 +8,7 @@ from pathlib import Path
 from ..io import RelionSource
 from ..pipeline import prepare_source, run_classavg
 from ..sources.simulation import simulate_dataset
-from .run import add_pipeline_arguments
+from .run import add_pipeline_arguments, dask_arguments
 
 
 def add_parser(subparsers):
@@ -37,6 +37,7 @@ def run(args):
     _, paths = run_classavg(
         src, out, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,
         seed=args.seed, overwrite=True, report=not args.no_report, batch_size=args.batch_size,
+        **dask_arguments(args),
         record={"input_star": str(star), "preprocessing": steps, "demo": True,
                 "simulation": {"n": args.n, "L": args.L, "snr": args.snr, "ctf": True},
                 "command": " ".join(sys.argv)})

@@ -38,6 +38,17 @@ def add_pipeline_arguments(p):
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in the output folder")
+    dask = p.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="run on the Dask cluster of this scheduler (tcp://host:8786); "
+                           "the workers must see the input files")
+    dask.add_argument("--dask-local", type=int, default=None, metavar="N",
+                      help="run on a local Dask cluster of N worker processes")
+
+
+def dask_arguments(args):
+    """The ``run_classavg`` keywords of the Dask options."""
+    return {"scheduler": args.scheduler, "dask_local": args.dask_local}
 
 
 def run(args):
@@ -48,7 +59,7 @@ def run(args):
     _, paths = run_classavg(
         src, args.output, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,
         seed=args.seed, overwrite=args.overwrite, report=not args.no_report,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, **dask_arguments(args),
         record={"input_star": str(args.particles), "preprocessing": steps,
                 "command": " ".join(sys.argv)})
     for name in ("class_averages.mrcs", "particles.star", "report.html"):

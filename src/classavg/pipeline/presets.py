@@ -80,6 +80,13 @@ _PRESET_LIST = [
            selector="DistanceWithRepulsionClassSelector",
            averager="BFSRAverager2D",
            averager_options=dict(radius="L//32", ctf_correction="wiener")),
+    Preset("1.2.0", "classavg 1.2.0: as 1.1.0, with neighbours refined by vector diffusion "
+           "maps (RIRClass2D refine='vdm'; n = 10,000, CTF: 91.7 % vs 85.6 % within 10 "
+           "degrees at SNR 1/8, 80.0 % vs 68.1 % at 1/16)",
+           classifier=dict(n_nbor=50, rerank=True, refine="vdm"),
+           selector="DistanceWithRepulsionClassSelector",
+           averager="BFSRAverager2D",
+           averager_options=dict(radius="L//32", ctf_correction="wiener")),
 ]
 
 #: All presets by name, oldest first; the last one is the default.

@@ -8,6 +8,8 @@ import platform
 import time
 from pathlib import Path
 
+from .._parallel import client_workers, dask_client
+from .._validation import check_int
 from .._version import __version__
 from .outputs import write_outputs
 from .presets import get_preset
@@ -45,7 +47,8 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 
 
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
-                 overwrite=False, report=True, record=None, batch_size=1024):
+                 overwrite=False, report=True, record=None, batch_size=1024, client=None,
+                 scheduler=None, dask_local=None):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -65,6 +68,16 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         Write ``report.html``.
     record : dict, optional
         Extra entries for ``run.json`` (input path, pre-processing, command line).
+    batch_size : int, optional
+        Images per batch of the classifier (bounds its memory).
+    client : dask.distributed.Client, optional
+        Run the per-batch work on this Dask cluster (:mod:`classavg._parallel`).
+    scheduler : str, optional
+        Address of a Dask scheduler to connect to for this run (``tcp://host:8786``).
+    dask_local : int, optional
+        Start a local Dask cluster of this many worker processes for this run.
+        At most one of ``client``, ``scheduler`` and ``dask_local``; the results are the same
+        as in one process.
 
     Returns
     -------
@@ -72,10 +85,20 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         The class-average source and the written paths.
     """
     cfg = get_preset(preset)
+    if dask_local is not None:
+        dask_local = check_int("dask_local", dask_local, min=1)
+    if sum(x is not None for x in (client, scheduler, dask_local)) > 1:
+        raise ValueError("give at most one of client, scheduler and dask_local")
+    if client is None and (scheduler is not None or dask_local is not None):
+        with dask_client(scheduler, dask_local) as client:
+            return run_classavg(src, out_dir, preset=preset, n_nbor=n_nbor,
+                                n_classes=n_classes, seed=seed, overwrite=overwrite,
+                                report=report, record=record, batch_size=batch_size,
+                                client=client)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     cas = DefaultClassAvgSource(src, cfg.name, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
-                                classifier_options=dict(batch_size=batch_size))
+                                classifier_options=dict(batch_size=batch_size), client=client)
     rec = {
         "classavg_version": __version__,
         "preset": cfg.name,
@@ -90,6 +113,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src)},
         "started": started.isoformat(),
         "python": platform.python_version(),
+        "execution": ({"backend": "process"} if client is None else
+                      {"backend": "dask", "scheduler": client.scheduler.address,
+                       "workers": client_workers(client)}),
     }
     if hasattr(cas.classifier, "nn_method_"):
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 
@@ -39,6 +40,10 @@ class ClassAvgSource(ImageSource):
         Averages rows of the table (``average(ci, cr, classes=...)``).
     preset : str, optional
         Name of the preset the parts came from (recorded in :attr:`record`).
+    client : dask.distributed.Client, optional
+        Run the classification and the averaging on this Dask cluster
+        (``classify(client=...)``, ``average(..., client=...)``; :mod:`classavg._parallel`):
+        the same results as without it.  Parts whose methods take no ``client`` run here.
 
     Attributes
     ----------
@@ -50,15 +55,17 @@ class ClassAvgSource(ImageSource):
         Seconds spent per stage.
     """
 
-    def __init__(self, src, classifier, class_selector, averager, *, preset=None):
+    def __init__(self, src, classifier, class_selector, averager, *, preset=None, client=None):
         self.src = src
+        self.client = client
         self.classifier = classifier
         self.class_selector = class_selector
         self.averager = averager
         self.preset = preset
         self.timings = {}
         t0 = time.perf_counter()
-        self.class_indices, self.class_refl, self.class_distances = classifier.classify()
+        self.class_indices, self.class_refl, self.class_distances = classifier.classify(
+            **self._client_kwargs(classifier.classify))
         self.timings["classification"] = time.perf_counter() - t0
         self.timings.update({f"classification/{k}": v for k, v in
                              getattr(classifier, "timings_", {}).items()})
@@ -85,6 +92,15 @@ class ClassAvgSource(ImageSource):
         super().__init__(n=sel.size, L=src.L, dtype=src.dtype, pixel_size=src.pixel_size,
                          metadata=md)
 
+    def _client_kwargs(self, method):
+        """``{"client": ...}`` when a client is set and ``method`` accepts it."""
+        if self.client is None:
+            return {}
+        if "client" not in inspect.signature(method).parameters:
+            logger.info("%s takes no client: it runs in this process", method.__qualname__)
+            return {}
+        return {"client": self.client}
+
     @property
     def n_nbor(self):
         return self.class_indices.shape[1]
@@ -104,7 +120,8 @@ class ClassAvgSource(ImageSource):
             todo = np.asarray(todo)
             t0 = time.perf_counter()
             out[todo] = self.averager.average(self.class_indices, self.class_refl,
-                                              classes=classes[todo])
+                                              classes=classes[todo],
+                                              **self._client_kwargs(self.averager.average))
             self._averaging_time += time.perf_counter() - t0
             self.timings["averaging"] = self._averaging_time
             self._store_alignment(getattr(self.averager, "alignment", None))
@@ -133,8 +150,9 @@ class ClassAvgSource(ImageSource):
                     self._alignments[int(c)] = cached(int(c))
         missing = [int(c) for c in ids if int(c) not in self._alignments]
         if missing and hasattr(self.averager, "align"):
-            self._store_alignment(self.averager.align(self.class_indices, self.class_refl,
-                                                      classes=np.asarray(missing)))
+            self._store_alignment(self.averager.align(
+                self.class_indices, self.class_refl, classes=np.asarray(missing),
+                **self._client_kwargs(self.averager.align)))
         m = self.n_nbor
         rot = np.zeros((ids.size, m))
         sh = np.zeros((ids.size, m, 2))
@@ -180,7 +198,7 @@ class DebugClassAvgSource(ClassAvgSource):
     """
 
     def __init__(self, src, *, n_nbor=10, seed=0, classifier=None, class_selector=None,
-                 averager=None):
+                 averager=None, client=None):
         n_nbor = check_int("n_nbor", n_nbor, min=1)
         if classifier is None:
             classifier = RIRClass2D(src, n_nbor=n_nbor, nn="exact", rerank=False, seed=seed,
@@ -189,7 +207,8 @@ class DebugClassAvgSource(ClassAvgSource):
             averager = averaging.BFRAverager2D(src)
         if class_selector is None:
             class_selector = selection.TopClassSelector()
-        super().__init__(src, classifier, class_selector, averager, preset="debug")
+        super().__init__(src, classifier, class_selector, averager, preset="debug",
+                         client=client)
 
 
 def _small_data_options(n):
@@ -216,11 +235,13 @@ class DefaultClassAvgSource(ClassAvgSource):
         Replace any part of the preset.
     classifier_options : dict, optional
         Extra ``RIRClass2D`` options (e.g. ``batch_size``).
+    client : dask.distributed.Client, optional
+        Run on this Dask cluster (see :class:`ClassAvgSource`).
     """
 
     def __init__(self, src, version=None, *, n_nbor=None, n_classes=None, seed=0,
                  classifier=None, class_selector=None, averager=None,
-                 classifier_options=None):
+                 classifier_options=None, client=None):
         preset = get_preset(version)
         self.preset_config = preset
         if classifier is None:
@@ -242,4 +263,5 @@ class DefaultClassAvgSource(ClassAvgSource):
         if class_selector is None:
             class_selector = _make_selector(preset.selector, preset.selector_options,
                                             averager, n_classes)
-        super().__init__(src, classifier, class_selector, averager, preset=preset.name)
+        super().__init__(src, classifier, class_selector, averager, preset=preset.name,
+                         client=client)
