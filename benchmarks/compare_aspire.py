@@ -24,11 +24,12 @@ in memory (timed as "load+preprocess"), and classify (timed alone):
   python (``$ASPIRE_VENV``, default ``/tmp/aspire-venv``; created by
   ``scripts/setup_aspire_env.sh``).  ASPIRE is GPL-3.0: it is only executed, never imported.
 
-CTF sign convention: ``Simulation``'s CTF (classavg.sources.ctf) currently puts the amplitude
-contrast term with the opposite sign to RELION's ``CTF::getCTF`` and ASPIRE's ``CTFFilter``, so
-its CTF has an extra zero at very low frequency; ASPIRE's phase flip then inverts the lowest
-Fourier rings of the simulated images.  The driver checks this and warns;
-``--amplitude-contrast 0`` (Q = 0) makes every convention agree and is the like-for-like choice.
+CTF sign convention: ``Simulation``'s CTF (classavg.sources.ctf) follows RELION's
+``CTF::getCTF``; ASPIRE's ``CTFFilter`` has the opposite global sign, so ASPIRE's phase flip of
+these (RELION-convention) images inverts their contrast: its class averages come out negated
+relative to the clean projections (median NCC about -0.8; compare magnitudes).  Phase flipping
+itself depends only on the per-frequency sign, which the driver checks (it warns if the two
+conventions disagree beyond the global sign; they agree since the CTF sign fix).
 
 Both subprocesses get the same ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` /
 ``MKL_NUM_THREADS`` (and are pinned to ``--threads`` CPUs when the machine has more).  Peak

@@ -100,7 +100,8 @@ def test_run_classavg_on_a_cluster(tmp_path, client):
     np.testing.assert_allclose(cas2.images[:], cas.images[:], atol=1e-4)
     rec = json.loads(paths2["run.json"].read_text())
     assert rec["execution"]["backend"] == "dask" and rec["execution"]["workers"] == 2
-    assert json.loads(paths["run.json"].read_text())["execution"] == {"backend": "process"}
+    assert json.loads(paths["run.json"].read_text())["execution"] == {"backend": "process",
+                                                                   "device": "cpu"}
 
 
 def test_dask_options_are_validated(tmp_path, data):

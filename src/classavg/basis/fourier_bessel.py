@@ -56,6 +56,7 @@ import numpy as np
 import scipy.fft
 
 from .._grid import disk_mask
+from .._backend import array_module, fft, to_device, to_host
 from .._threads import single_thread_blas
 from .._validation import check_float, check_int
 from ._bessel import barycentric_matrix, bessel_zeros_below, chebyshev_nodes, fb_norms
@@ -158,30 +159,43 @@ class FourierBesselBasis2D:
         # finufft plans are not picklable (Dask workers rebuild them on first use).
         state = self.__dict__.copy()
         state["_plans"] = {}
+        state.pop("_device_arrays", None)
         return state
 
     # -- NUFFT plans, reused across calls (the polar points never change) -------------------
-    def _plan(self, nufft_type, n_trans):
-        key = (nufft_type, n_trans)
+    def _plan(self, nufft_type, n_trans, device="cpu"):
+        key = (nufft_type, n_trans, device)
         plan = self._plans.get(key)
         if plan is None:
             isign = 1 if nufft_type == 2 else -1
-            plan = finufft.Plan(nufft_type, (self.L, self.L), n_trans=n_trans, eps=self.eps,
-                                isign=isign, dtype=self.complex_dtype.name)
-            plan.setpts(self._wy.astype(self.dtype), self._wx.astype(self.dtype))
+            if device == "cpu":
+                plan = finufft.Plan(nufft_type, (self.L, self.L), n_trans=n_trans, eps=self.eps,
+                                    isign=isign, dtype=self.complex_dtype.name)
+                plan.setpts(self._wy.astype(self.dtype), self._wx.astype(self.dtype))
+            else:
+                import cufinufft
+                xp = array_module(device)
+                plan = cufinufft.Plan(nufft_type, (self.L, self.L), n_trans=n_trans,
+                                      eps=self.eps, isign=isign,
+                                      dtype=self.complex_dtype.name)
+                plan.setpts(to_device(self._wy.astype(self.dtype), xp),
+                            to_device(self._wx.astype(self.dtype), xp))
             if len(self._plans) > 4:
                 self._plans.clear()
             self._plans[key] = plan
         return plan
 
     # -- transforms ---------------------------------------------------------------------------
-    def expand(self, images):
+    def expand(self, images, *, device="cpu"):
         """Fourier-Bessel coefficients of real images.
 
         Parameters
         ----------
         images : ndarray, shape (n, L, L) or (L, L)
             Real images; pixels outside the disk of radius L/2 are ignored.
+        device : {"cpu", "cuda"}, optional
+            "cuda" runs the NUFFT (cuFINUFFT), the angular FFTs and the radial products on
+            the GPU (:mod:`classavg._backend`); the result is a numpy array either way.
 
         Returns
         -------
@@ -190,6 +204,12 @@ class FourierBesselBasis2D:
         """
         images, single = self._check_images(images)
         out = np.empty((images.shape[0], self.count), dtype=self.complex_dtype)
+        if device != "cpu":
+            xp = array_module(device)
+            for s in range(0, images.shape[0], self.batch_size):
+                f = to_device(images[s:s + self.batch_size], xp)
+                out[s:s + self.batch_size] = to_host(self._expand_batch(f, xp, device))
+            return out[0] if single else out
         # The radial step is kmax + 1 small products per batch: one BLAS thread leaves the
         # cores to finufft and the FFTs (2x faster on 2 cores; classavg._threads).
         with single_thread_blas():
@@ -197,23 +217,35 @@ class FourierBesselBasis2D:
                 out[s:s + self.batch_size] = self._expand_batch(images[s:s + self.batch_size])
         return out[0] if single else out
 
-    def _expand_batch(self, f):
+    def _expand_batch(self, f, xp=np, device="cpu"):
         n = f.shape[0]
         h = self.n_phi // 2
-        fm = np.where(self._mask, f, 0).astype(self.complex_dtype)
-        G = self._plan(2, n).execute(fm).reshape(n, self.n_r, h)
+        mask, fwd, twiddle = self._on(device)
+        fm = xp.where(mask, f, 0).astype(self.complex_dtype)
+        G = self._plan(2, n, device).execute(fm).reshape(n, self.n_r, h)
         # The full circle holds G(phi) and G(phi + pi) = conj G(phi), so the angular Fourier
         # coefficient k is (1/n_phi) sum_m (G_m + (-1)^k conj G_m) exp(-2 pi i k m / n_phi):
         # an rfft of 2 Re G for even k and an FFT of 2i Im G exp(-i pi m / h) for odd k.
-        even = scipy.fft.rfft(2 * G.real, axis=2, workers=-1)
-        odd = scipy.fft.fft(2j * G.imag * self._twiddle, axis=2, workers=-1)
-        g = np.empty((self.kmax + 1, n, self.n_r), dtype=self.complex_dtype)
-        g[0::2] = np.moveaxis(even[:, :, :(self.kmax + 2) // 2], 2, 0)
-        g[1::2] = np.moveaxis(odd[:, :, :(self.kmax + 1) // 2], 2, 0)
-        out = np.empty((n, self.count), dtype=self.complex_dtype)
+        even = fft("rfft", 2 * G.real, axis=2)
+        odd = fft("fft", 2j * G.imag * twiddle, axis=2)
+        g = xp.empty((self.kmax + 1, n, self.n_r), dtype=self.complex_dtype)
+        g[0::2] = xp.moveaxis(even[:, :, :(self.kmax + 2) // 2], 2, 0)
+        g[1::2] = xp.moveaxis(odd[:, :, :(self.kmax + 1) // 2], 2, 0)
+        out = xp.empty((n, self.count), dtype=self.complex_dtype)
         for k, s in enumerate(self.k_slices):
-            out[:, s] = g[k] @ self._fwd[k]
+            out[:, s] = g[k] @ fwd[k]
         return out
+
+    def _on(self, device):
+        """Mask, radial matrices and twiddles as arrays of ``device`` (copied there once)."""
+        if device == "cpu":
+            return self._mask, self._fwd, self._twiddle
+        cache = self.__dict__.setdefault("_device_arrays", {})
+        if device not in cache:
+            xp = array_module(device)
+            cache[device] = (to_device(self._mask, xp), [to_device(w, xp) for w in self._fwd],
+                             to_device(self._twiddle, xp))
+        return cache[device]
 
     def evaluate(self, coef):
         """Images from coefficients (the synthesis ``sum a_kq psi_kq``), zero outside the disk.

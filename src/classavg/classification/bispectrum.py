@@ -25,6 +25,8 @@ import logging
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
 
+from .._backend import array_module, namespace_of, to_device, to_host
+
 __all__ = ["sample_triples", "bispectrum", "BispectrumPCA"]
 
 logger = logging.getLogger(__name__)
@@ -81,14 +83,16 @@ def bispectrum(coef, triples, alpha=1 / 3):
 
     ``|B| = |c_i| |c_j| |c_l|``, so compressing each coefficient first,
     ``c -> |c|^alpha exp(i arg c)``, gives the same triple products without a power of the
-    (n, t) array (t ~ 4000 triples against ~100 coefficients per image).
+    (n, t) array (t ~ 4000 triples against ~100 coefficients per image).  ``coef`` and
+    ``triples`` may be numpy or cupy arrays (both of one kind).
     """
-    c = np.asarray(coef, dtype=np.complex64)
-    mag = np.abs(c)
+    xp = namespace_of(coef)
+    c = xp.asarray(coef, dtype=np.complex64)
+    mag = xp.abs(c)
     with np.errstate(divide="ignore"):
-        scale = np.where(mag > 0, mag ** np.float32(alpha - 1), 0).astype(np.float32)
+        scale = xp.where(mag > 0, mag ** np.float32(alpha - 1), 0).astype(np.float32)
     c = c * scale
-    return c[:, triples[:, 0]] * c[:, triples[:, 1]] * np.conj(c[:, triples[:, 2]])
+    return c[:, triples[:, 0]] * c[:, triples[:, 1]] * xp.conj(c[:, triples[:, 2]])
 
 
 class BispectrumPCA:
@@ -138,12 +142,33 @@ class BispectrumPCA:
                     self.triples.shape[0], d, sub.size)
         return self
 
-    def transform(self, coef):
-        """Unit-length complex features (n, d); the mirror image has the conjugate features."""
-        B = bispectrum(coef, self.triples, self.alpha)
+    def transform(self, coef, *, device="cpu"):
+        """Unit-length complex features (n, d); the mirror image has the conjugate features.
+
+        ``device="cuda"`` computes them on the GPU (:mod:`classavg._backend`); the result is
+        a numpy array either way.
+        """
+        xp = array_module(device)
+        triples, components = self._on(device)
+        B = bispectrum(to_device(coef, xp), triples, self.alpha)
         # Two real products: complex @ real would promote the basis to complex (4x the work).
-        u = np.empty((B.shape[0], self.components.shape[1]), np.complex64)
-        u.real = B.real @ self.components
-        u.imag = B.imag @ self.components
-        norm = np.linalg.norm(u, axis=1, keepdims=True)
-        return (u / np.where(norm > 0, norm, 1)).astype(np.complex64)
+        u = xp.empty((B.shape[0], components.shape[1]), np.complex64)
+        u.real = B.real @ components
+        u.imag = B.imag @ components
+        norm = xp.linalg.norm(u, axis=1, keepdims=True)
+        return to_host((u / xp.where(norm > 0, norm, 1)).astype(np.complex64))
+
+    def _on(self, device):
+        """The triples and the PCA basis as arrays of ``device`` (copied there once)."""
+        if device == "cpu":
+            return self.triples, self.components
+        cache = self.__dict__.setdefault("_device_arrays", {})
+        if device not in cache:
+            xp = array_module(device)
+            cache[device] = (to_device(self.triples, xp), to_device(self.components, xp))
+        return cache[device]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_device_arrays", None)
+        return state

@@ -38,6 +38,9 @@ def add_pipeline_arguments(p):
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in the output folder")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the classification kernels run (cuda: NVIDIA GPU, needs "
+                        "pip install 'classavg[gpu]')")
     dask = p.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run on the Dask cluster of this scheduler (tcp://host:8786); "
@@ -47,8 +50,8 @@ def add_pipeline_arguments(p):
 
 
 def dask_arguments(args):
-    """The ``run_classavg`` keywords of the Dask options."""
-    return {"scheduler": args.scheduler, "dask_local": args.dask_local}
+    """The ``run_classavg`` keywords of the execution options (Dask, device)."""
+    return {"scheduler": args.scheduler, "dask_local": args.dask_local, "device": args.device}
 
 
 def run(args):

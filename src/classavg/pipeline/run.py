@@ -48,7 +48,7 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
                  overwrite=False, report=True, record=None, batch_size=1024, client=None,
-                 scheduler=None, dask_local=None):
+                 scheduler=None, dask_local=None, device="cpu"):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -78,6 +78,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         Start a local Dask cluster of this many worker processes for this run.
         At most one of ``client``, ``scheduler`` and ``dask_local``; the results are the same
         as in one process.
+    device : {"cpu", "cuda"}, optional
+        Where the classifier's kernels run (``RIRClass2D(device=...)``).
 
     Returns
     -------
@@ -94,11 +96,12 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
             return run_classavg(src, out_dir, preset=preset, n_nbor=n_nbor,
                                 n_classes=n_classes, seed=seed, overwrite=overwrite,
                                 report=report, record=record, batch_size=batch_size,
-                                client=client)
+                                client=client, device=device)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     cas = DefaultClassAvgSource(src, cfg.name, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
-                                classifier_options=dict(batch_size=batch_size), client=client)
+                                classifier_options=dict(batch_size=batch_size, device=device),
+                                client=client)
     rec = {
         "classavg_version": __version__,
         "preset": cfg.name,
@@ -113,9 +116,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src)},
         "started": started.isoformat(),
         "python": platform.python_version(),
-        "execution": ({"backend": "process"} if client is None else
+        "execution": ({"backend": "process", "device": device} if client is None else
                       {"backend": "dask", "scheduler": client.scheduler.address,
-                       "workers": client_workers(client)}),
+                       "workers": client_workers(client), "device": device}),
     }
     if hasattr(cas.classifier, "nn_method_"):
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
