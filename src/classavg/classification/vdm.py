@@ -231,7 +231,10 @@ def top_eigenpairs(S, n_eigs, *, solver="chebyshev", seed=0, tol=1e-2, degree=16
                            n_eigs)
     else:
         b = min(N, n_eigs + max(8, n_eigs // 2))
-        X = np.linalg.qr(rng.standard_normal((N, b)))[0]
+        # Single precision halves the memory traffic of the sparse products, which dominate;
+        # its ~1e-7 rounding is far below the tolerance the ranking needs (1e-2).
+        S = S.astype(np.float32)
+        X = np.linalg.qr(rng.standard_normal((N, b)).astype(np.float32))[0]
         for it in range(max_iter):
             SX = S @ X
             theta, U = np.linalg.eigh(X.T @ SX)              # Rayleigh-Ritz
@@ -244,9 +247,10 @@ def top_eigenpairs(S, n_eigs, *, solver="chebyshev", seed=0, tol=1e-2, degree=16
             # exp(d sqrt(2 delta)) at a distance delta above a.
             a = theta[-1]
             e, c = (a + 1.0) / 2.0, (a - 1.0) / 2.0
+            e, c = np.float32(e), np.float32(c)
             Y0, Y = X, (SX - c * X) / e
             for _ in range(2, degree + 1):
-                Y0, Y = Y, 2.0 * (S @ Y - c * Y) / e - Y0
+                Y0, Y = Y, np.float32(2.0) * (S @ Y - c * Y) / e - Y0
             X = np.linalg.qr(Y)[0]
         if res.max() >= tol:
             logger.warning("VDM: eigenvector residual %.3g after %d passes (tolerance %.3g)",
@@ -362,7 +366,8 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         dimension ``n_search_eigs (n_search_eigs + 1) / 2``).
     n_search : int, optional
         Candidates per image from the global search, re-ranked by the full affinity (default
-        ``max(K, n_nbor)``, at most n).
+        ``2 n_nbor``, at most n; at n = 30,000, SNR 1/8, 200 instead of 100 changed the
+        accuracy by 0.01 points for 35 % more time).
     t : float, optional
         Diffusion time (default 1).
     alignment_weight : float, optional
@@ -407,7 +412,7 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     n_graph = check_int("n_graph", n_graph, min=1, max=K - 1)
     n_eigs = check_int("n_eigs", n_eigs, min=1)
     n_search_eigs = check_int("n_search_eigs", n_search_eigs, min=1, max=n_eigs)
-    n_search = check_int("n_search", max(K, n_nbor) if n_search is None else n_search,
+    n_search = check_int("n_search", 2 * n_nbor if n_search is None else n_search,
                          min=n_nbor)
     n_search = min(n_search, n)
     t = check_float("t", t, min=0.0)
