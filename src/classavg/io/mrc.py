@@ -149,6 +149,7 @@ class _MmapCache:
         self.maxsize = _default_cache_size() if maxsize is None else maxsize
         self._lock = threading.Lock()
         self._maps = OrderedDict()  # str(path) -> ((inode, size, mtime), (n, ny, nx) array)
+        self._offsets = {}          # str(path) -> byte offset of the data
 
     def get(self, path: Path) -> np.ndarray:
         key = str(path)
@@ -162,12 +163,17 @@ class _MmapCache:
             if entry is not None and entry[0] == sig:
                 self._maps.move_to_end(key)
                 return entry[1]
-            stack = self._open(path)
+            stack, self._offsets[key] = self._open(path)
             self._maps[key] = (sig, stack)
             self._maps.move_to_end(key)
             while len(self._maps) > self.maxsize:
                 self._maps.popitem(last=False)
             return stack
+
+    def get_with_offset(self, path: Path):
+        """``(map, byte offset of the data)`` of a stack."""
+        stack = self.get(path)
+        return stack, self._offsets[str(path)]
 
     @staticmethod
     def _open(path):
@@ -180,6 +186,7 @@ class _MmapCache:
         try:
             data = mrc.data
             mode = int(mrc.header.mode)
+            offset = int(mrc.header.nbytes + mrc.extended_header.nbytes)
         finally:
             mrc.close()  # the map stays valid; only the mrcfile stream is closed
         if data is None:
@@ -188,7 +195,7 @@ class _MmapCache:
         if mode not in SUPPORTED_MODES:
             raise StackError(f"MRC stack {str(path)!r} has data mode {mode}; expected one of "
                              f"{sorted(SUPPORTED_MODES)}")
-        return data.reshape(-1, data.shape[-2], data.shape[-1])
+        return data.reshape(-1, data.shape[-2], data.shape[-1]), offset
 
     def clear(self):
         with self._lock:
@@ -220,7 +227,7 @@ def read_stack_images(path, indices, dtype=np.float32) -> np.ndarray:
     ndarray, shape (k, ny, nx)
         A copy of the requested images; nothing else of the stack is read.
     """
-    stack = _CACHE.get(Path(path))
+    stack, offset = _CACHE.get_with_offset(Path(path))
     idx = np.asarray(indices, dtype=np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= stack.shape[0]):
         raise StackError(f"image index out of range for MRC stack {str(path)!r} of "
@@ -228,8 +235,15 @@ def read_stack_images(path, indices, dtype=np.float32) -> np.ndarray:
     if idx.size == 0:
         return np.empty((0,) + stack.shape[1:], dtype=dtype)
     step = np.diff(idx)
-    if np.all(step == 1):  # a contiguous run: one slice of the map, one copy
-        return np.array(stack[idx[0]:idx[-1] + 1], dtype=dtype)
+    if np.all(step == 1):
+        # A contiguous run: one plain read.  Through the page cache, not the map, so that
+        # streaming over a stack larger than memory does not count the file in the
+        # process's resident memory (pages touched through a map do).
+        per = stack.shape[1] * stack.shape[2]
+        with open(path, "rb") as f:
+            flat = np.fromfile(f, dtype=stack.dtype, count=idx.size * per,
+                               offset=offset + int(idx[0]) * per * stack.dtype.itemsize)
+        return flat.reshape((idx.size,) + stack.shape[1:]).astype(dtype, copy=False)
     if np.all(step >= 0):  # sorted: the file is read front to back already
         return np.asarray(stack[idx], dtype=dtype)
     order = np.argsort(idx, kind="stable")  # read the file front to back
@@ -259,26 +273,37 @@ def write_stack(path, batches, *, n, L, pixel_size, desc="writing stack"):
     """
     count, total, total_sq = 0, 0.0, 0.0
     dmin, dmax = np.inf, -np.inf
+    # The header (and a sparse file of the final size) first; the data then go in with plain
+    # writes, so a stack larger than memory never sits in the process's resident memory
+    # (pages written through a map would, until written back).
     with mrcfile.new_mmap(path, shape=(n, L, L), mrc_mode=2, overwrite=True) as mrc:
         mrc.set_image_stack()
         mrc.voxel_size = float(pixel_size)
-        data = mrc.data
+        offset = int(mrc.header.nbytes + mrc.extended_header.nbytes)
+        dtype = mrc.data.dtype
+    with open(path, "r+b") as f:
         for idx, imgs in progress(batches, total=None, desc=desc, unit="batch"):
             idx = np.asarray(idx)
             if idx.size == 0:
                 continue
-            imgs = np.asarray(imgs, dtype=np.float32)
+            imgs = np.asarray(imgs, dtype=dtype)
             start, stop = int(idx[0]), int(idx[-1]) + 1
             if stop - start == idx.size and np.all(np.diff(idx) == 1):
-                data[start:stop] = imgs
+                f.seek(offset + start * L * L * dtype.itemsize)
+                f.write(np.ascontiguousarray(imgs).tobytes())
             else:
+                f.flush()
+                data = np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=(n, L, L))
                 data[idx] = imgs
-            flat = imgs.reshape(-1)
+                data.flush()
+                del data
+            flat = imgs.reshape(-1).astype(np.float32, copy=False)
             count += flat.size
             total += float(flat.sum(dtype=np.float64))
             total_sq += float(np.dot(flat, flat))
             dmin = min(dmin, float(flat.min()))
             dmax = max(dmax, float(flat.max()))
+    with mrcfile.mmap(path, mode="r+") as mrc:
         if count:
             mean = total / count
             mrc.header.dmin = dmin
