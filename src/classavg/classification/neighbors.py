@@ -145,20 +145,28 @@ def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None,
     import faiss
 
     n = features.shape[0]
-    x = np.ascontiguousarray(np.concatenate([features.real, features.imag], 1), np.float32)
+
+    def vectors(rows):
+        f = features[rows]
+        return np.ascontiguousarray(np.concatenate([f.real, f.imag], 1), np.float32)
+
     nlist = nlist or max(1, int(4 * np.sqrt(n)))
     nprobe = nprobe or min(nlist, max(8, -(-MIN_SCAN * nlist // n)))
     rng = np.random.default_rng(seed)
-    train = x[np.sort(rng.choice(n, min(n, 39 * nlist), replace=False))]
+    train = vectors(np.sort(rng.choice(n, min(n, 39 * nlist), replace=False)))
     if train.shape[0] < 39 * nlist:          # faiss wants >= 39 points per centroid
         nlist = max(1, train.shape[0] // 39)
         nprobe = min(nlist, nprobe)
-    quantizer = faiss.IndexFlatIP(x.shape[1])
-    index = faiss.IndexIVFFlat(quantizer, x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    dim = train.shape[1]
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(seed)
     index.train(train)
-    index.add(x)                      # the index keeps its own copy of the vectors
-    del x, train
+    del train
+    # Added in blocks: the index keeps its own copy of the vectors, and a full-size
+    # real copy of the features besides it would double the peak memory at large n.
+    for s in range(0, n, block_size):
+        index.add(vectors(slice(s, s + block_size)))
     index.nprobe = nprobe
     bounds = [(s, min(s + block_size, n)) for s in range(0, n, block_size)]
     items = ((s, e, n_nbor, features[s:e]) for s, e in bounds)
