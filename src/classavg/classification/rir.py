@@ -303,13 +303,15 @@ class RIRClass2D(Class2D):
         candidates = table
         if self.refine == "vdm":
             t0 = time.perf_counter()
-            alignment = align_candidates(self.coef, self.fspca.k, candidates, client=client,
-                                         device=self.device)
+            # Held in a list that hands vdm_refine the only reference, so that it can free
+            # the n x n_candidates tables before its eigen-solve.
+            alignment = [align_candidates(self.coef, self.fspca.k, candidates, client=client,
+                                          device=self.device)]
             self.timings_["rerank"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             table = vdm_refine(self.coef, self.fspca.k, candidates, self.n_nbor,
                                n_graph=min(10, candidates.shape[1] - 1), nn=self.nn_method_,
-                               seed=self.seed, alignment=alignment)
+                               seed=self.seed, alignment=alignment.pop())
             self.timings_["vdm"] = time.perf_counter() - t0
         elif self.rerank:
             t0 = time.perf_counter()

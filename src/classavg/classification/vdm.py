@@ -234,7 +234,7 @@ def top_eigenpairs(S, n_eigs, *, solver="chebyshev", seed=0, tol=1e-2, degree=16
         b = min(N, n_eigs + max(8, n_eigs // 2))
         # Single precision halves the memory traffic of the sparse products, which dominate;
         # its ~1e-7 rounding is far below the tolerance the ranking needs (1e-2).
-        S = S.astype(np.float32)
+        S = S.astype(np.float32, copy=False)
         X = np.linalg.qr(rng.standard_normal((N, b)).astype(np.float32))[0]
         for it in range(max_iter):
             SX = S @ X
@@ -439,9 +439,17 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     weights = np.where((d2 == 0) & (bw == 0), 1.0, weights)
     S, degree = connection_matrix(edges, weights, np.take_along_axis(refl, top, 1),
                                   np.take_along_axis(angle, top, 1))
+    # Only the isolated nodes' rows of the alignment are used from here on; the full
+    # n x K tables (9 bytes per entry) go before the eigen-solve, the memory peak at large n.
+    isolated = np.flatnonzero(degree == 0)
+    sim_iso, refl_iso = sim[isolated], refl[isolated]
+    del alignment, sim, refl, angle, score, top, edges, s_e, d2, bw, weights
+    if S.shape[0] // 2 > DENSE_EIGEN_MAX_NODES:
+        S = S.astype(np.float32)          # what the iterative solver uses; frees the float64
     z, lam = vdm_embedding(S, n_eigs, t=t, solver=solver, seed=seed, tol=tol)
     logger.info("VDM: %d nodes, %d non-zeros, eigenvalues %.4f .. %.4f", n, S.nnz, lam[0],
                 lam[-1])
+    del S
 
     # Global search on the Hermitian lift of the leading coordinates.
     feat = _hermitian_lift(z[:, :n_search_eigs])
@@ -479,14 +487,13 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         ci, cr = np.take_along_axis(ci, order, 1), np.take_along_axis(cr, order, 1)
         ca = np.minimum(np.take_along_axis(score, order, 1), 1.0)
     cd = np.sqrt(np.maximum(2.0 - 2.0 * ca, 0.0)).astype(np.float32)
-    isolated = np.flatnonzero(degree == 0)
     if isolated.size:
         # No edge, no diffusion: keep the rotational-correlation order of the candidates.
-        score = np.where(candidates[isolated] == isolated[:, None], np.inf, sim[isolated])
+        score = np.where(candidates[isolated] == isolated[:, None], np.inf, sim_iso)
         order = np.argsort(-score, axis=1, kind="stable")[:, :min(n_nbor, K)]
         m = order.shape[1]
         ci[isolated, :m] = np.take_along_axis(candidates[isolated], order, 1)
-        cr[isolated, :m] = np.take_along_axis(refl[isolated], order, 1)
+        cr[isolated, :m] = np.take_along_axis(refl_iso, order, 1)
         cd[isolated, :m] = np.sqrt(np.maximum(
             2.0 - 2.0 * np.minimum(np.take_along_axis(score, order, 1), 1.0), 0.0))
     cd[:, 0] = 0.0
