@@ -12,6 +12,16 @@ from scipy.spatial.transform import Rotation
 from classavg._grid import centered_grid
 
 
+#: ``R @ FLIP``: the view from -v, i.e. the mirrored image of the view of R.
+FLIP = np.diag([1.0, -1.0, -1.0])
+
+
+def rz(angle):
+    """Rotation about z by ``angle`` radians (an in-plane rotation of the projection)."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
 def blob_molecule(L=32, m=20, seed=3):
     rng = np.random.default_rng(seed)
     steps = rng.normal(size=(m, 3))

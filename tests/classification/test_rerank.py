@@ -16,15 +16,7 @@ from classavg.classification.rerank import (
     significant_components,
 )
 
-from .conftest import project
-
-FLIP = np.diag([1.0, -1.0, -1.0])        # R @ FLIP: the view from -v, the mirrored image
-
-
-def rz(angle):
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
+from .conftest import FLIP, project, rz
 
 @pytest.fixture(scope="module")
 def basis():

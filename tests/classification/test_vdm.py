@@ -18,15 +18,7 @@ from classavg.classification.vdm import (
 from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
 from classavg.sources import ArrayImageSource
 
-from .conftest import project
-
-FLIP = np.diag([1.0, -1.0, -1.0])        # R @ FLIP: the view from -v, the mirrored image
-
-
-def rz(angle):
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-
+from .conftest import FLIP, project, rz
 
 def _o2_ring(n, n_edges, seed):
     """Random poses g_i = R(b_i) M^{m_i} and exact edges g_ij = g_i g_j^{-1} on a ring."""
