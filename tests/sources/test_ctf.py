@@ -41,3 +41,16 @@ def test_low_frequency_and_first_zero():
     k_zero = np.sqrt((np.pi - w) / (np.pi * electron_wavelength(300) * dz))
     first = np.flatnonzero(np.diff(np.sign(row)) != 0)[0]
     assert k[first] <= k_zero <= k[first + 1]
+
+
+def test_shared_parameter_sets_are_evaluated_once_with_the_same_result():
+    rng = np.random.default_rng(0)
+    groups = rng.uniform(8000, 25000, size=(3, 2))
+    pick = rng.integers(0, 3, size=20)
+    du, dv = groups[pick, 0], groups[pick, 1]
+    ang = np.array([10.0, 40.0, 75.0])[pick]
+    batch = evaluate_ctf(32, 1.5, du, dv, ang, amplitude_contrast=0.07, bfactor=50.0)
+    for i in range(20):
+        one = evaluate_ctf(32, 1.5, du[i], dv[i], ang[i], amplitude_contrast=0.07,
+                           bfactor=50.0)
+        np.testing.assert_array_equal(batch[i], one[0])

