@@ -431,9 +431,15 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     if alignment is None:
         alignment = align_candidates(coef, k, candidates, block_size=block_size)
     sim, refl, angle = alignment
-    # Graph edges: the n_graph best-correlated candidates of each row (never the row itself).
-    score = np.where(candidates == np.arange(n)[:, None], -np.inf, sim)
-    top = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
+    # Graph edges: the n_graph best-correlated candidates of each row (never the row itself),
+    # in row blocks: full-size float64 / int64 temporaries of the n x K table would add
+    # ~5 GB at n = 10^6.
+    top = np.empty((n, n_graph), np.int64)
+    for s0 in range(0, n, 65536):
+        s1 = min(s0 + 65536, n)
+        score = np.array(sim[s0:s1], dtype=np.float32)
+        score[candidates[s0:s1] == np.arange(s0, s1)[:, None]] = -np.inf
+        top[s0:s1] = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
     edges = np.take_along_axis(candidates, top, 1)
     s_e = np.take_along_axis(sim, top, 1).astype(np.float64)
     d2 = np.maximum(2.0 - 2.0 * s_e, 0.0)
@@ -448,7 +454,7 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     # n x K tables (9 bytes per entry) go before the eigen-solve, the memory peak at large n.
     isolated = np.flatnonzero(degree == 0)
     sim_iso, refl_iso = sim[isolated], refl[isolated]
-    del alignment, sim, refl, angle, score, top, edges, s_e, d2, bw, weights
+    del alignment, sim, refl, angle, top, edges, s_e, d2, bw, weights
     if S.shape[0] // 2 > DENSE_EIGEN_MAX_NODES:
         S = S.astype(np.float32)          # what the iterative solver uses; frees the float64
     z, lam = vdm_embedding(S, n_eigs, t=t, solver=solver, seed=seed, tol=tol)
