@@ -92,3 +92,17 @@ def test_metadata_and_empty_selection(parts):
     assert list(cas.metadata["reference_particle"]) == [3, 1]
     with pytest.raises(ValueError, match="class_selector must return a non-empty"):
         ClassAvgSource(src, TableClassifier(src, table), FixedSelector([]), LabelAverager(src))
+
+
+def test_vdm_preset_falls_back_to_reranking_above_its_size_limit(monkeypatch, small_source,
+                                                                 caplog):
+    import classavg.pipeline.source as source_module
+    from classavg.pipeline import DefaultClassAvgSource
+
+    monkeypatch.setattr(source_module, "VDM_MAX_IMAGES", small_source.n - 1)
+    cas = DefaultClassAvgSource(small_source, "1.2.0", n_nbor=8, n_classes=5)
+    assert cas.classifier.refine is None
+    assert "VDM refinement" in caplog.text
+    monkeypatch.setattr(source_module, "VDM_MAX_IMAGES", small_source.n)
+    assert DefaultClassAvgSource(small_source, "1.2.0", n_nbor=8,
+                                 n_classes=5).classifier.refine == "vdm"

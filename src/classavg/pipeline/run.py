@@ -122,6 +122,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     }
     if hasattr(cas.classifier, "nn_method_"):
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
+    if hasattr(cas.classifier, "refine"):
+        rec["parameters"]["refine"] = cas.classifier.refine
     rec.update(record or {})
     paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)
     logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)

@@ -17,6 +17,11 @@ from .presets import get_preset, resolve_radius
 
 __all__ = ["ClassAvgSource", "DebugClassAvgSource", "DefaultClassAvgSource"]
 
+#: Presets with VDM refinement use it up to this many images.  Its global search and affinity
+#: ranking still hold several n x 2 n_nbor tables: 4.3 GB peak at 10^5 (images included), over
+#: 12 GB at 10^6 (BENCHMARKS.md); above the limit the preset's re-ranked neighbours are used.
+VDM_MAX_IMAGES = 200_000
+
 logger = logging.getLogger(__name__)
 
 
@@ -249,6 +254,11 @@ class DefaultClassAvgSource(ClassAvgSource):
             if n_nbor is not None:
                 opts["n_nbor"] = n_nbor
             opts.update(_small_data_options(src.n))
+            if opts.get("refine") == "vdm" and src.n > VDM_MAX_IMAGES:
+                logger.warning("preset %s: %d images, more than the %d up to which VDM "
+                               "refinement fits in 8 GB; using re-ranked neighbours",
+                               preset.name, src.n, VDM_MAX_IMAGES)
+                opts["refine"] = None
             opts.update(classifier_options or {})
             classifier = RIRClass2D(src, seed=seed, **opts)
         if averager is None:
