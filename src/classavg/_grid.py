@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["centered_grid", "radial_grid", "frequency_grid", "disk_mask"]
+__all__ = ["centered_grid", "radial_grid", "frequency_grid", "disk_mask", "rfft_rings"]
 
 
 @lru_cache(maxsize=32)
@@ -58,3 +58,27 @@ def disk_mask(L: int, radius: float | None = None):
     m = radial_grid(L) < radius
     m.flags.writeable = False
     return m
+
+
+@lru_cache(maxsize=16)
+def rfft_rings(L: int):
+    """Rings of the ``rfft2`` half plane of an L x L image and their Hermitian weights.
+
+    Returns
+    -------
+    ring : ndarray of int, shape (L, L // 2 + 1), read-only
+        ``round(|k| L)`` of every frequency (``0 .. round(L / sqrt(2))``, corners included).
+    weight : ndarray, shape (L, L // 2 + 1), read-only
+        2 for a column standing for itself and its conjugate, 1 for the self-conjugate
+        columns ``kx = 0`` and, for even L, ``kx = L / 2``.
+    """
+    ky = np.fft.fftfreq(L) * L
+    kx = np.arange(L // 2 + 1, dtype=np.float64)
+    ring = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
+    weight = np.full(ring.shape, 2.0)
+    weight[:, 0] = 1.0
+    if L % 2 == 0:
+        weight[:, -1] = 1.0
+    ring.flags.writeable = False
+    weight.flags.writeable = False
+    return ring, weight

@@ -120,6 +120,7 @@ import logging
 import numpy as np
 import scipy.fft as sfft
 
+from .._grid import rfft_rings
 from .._validation import check_choice, check_float
 from ..sources.base import CTF_COLUMNS, ImageSource
 from ..sources.ctf import evaluate_ctf
@@ -296,32 +297,10 @@ def member_ctfs(params, refl, rotations, L, pixel_size, dtype=np.float64):
 # ---------------------------------------------------------------------------------------------
 # Spectral SNR
 # ---------------------------------------------------------------------------------------------
-_RING_CACHE = {}
-
-
 def ring_indices(L):
-    """Rings of the ``rfft2`` half plane: ``round(|k| L)`` and Hermitian weights.
-
-    Returns
-    -------
-    ring : ndarray of int, shape (L, L // 2 + 1)
-        Ring of every frequency (``0 .. round(L / sqrt(2))``, corners included).
-    weight : ndarray, shape (L, L // 2 + 1)
-        2 for a column standing for itself and its conjugate, 1 for ``kx = 0`` and (even L)
-        ``kx = L / 2``.
-    """
-    out = _RING_CACHE.get(L)
-    if out is None:
-        ky = np.fft.fftfreq(L) * L
-        kx = np.arange(L // 2 + 1, dtype=np.float64)
-        ring = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
-        weight = np.full(ring.shape, 2.0)
-        weight[:, 0] = 1.0
-        if L % 2 == 0:
-            weight[:, -1] = 1.0
-        out = (ring, weight)
-        _RING_CACHE[L] = out
-    return out
+    """Rings ``round(|k| L)`` of the ``rfft2`` half plane and their Hermitian weights
+    (:func:`classavg._grid.rfft_rings`)."""
+    return rfft_rings(L)
 
 
 def _ring_sums(x, ring, weight, n_rings):

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._grid import disk_mask
+from .._grid import disk_mask, rfft_rings
 from .._validation import check_float
 from ._common import as_image_stack, check_same_shape
 
@@ -102,13 +102,7 @@ def _ring_layout(L):
     self-conjugate columns ``kx = 0`` and, for even L, ``kx = L / 2``) in the same order, and
     the full-plane pixel count of every ring.
     """
-    ky = np.fft.fftfreq(L) * L
-    kx = np.arange(L // 2 + 1, dtype=np.float64)
-    ring = np.rint(np.hypot(ky[:, None], kx[None, :])).astype(np.int64)
-    weight = np.full(ring.shape, 2.0)
-    weight[:, 0] = 1.0
-    if L % 2 == 0:
-        weight[:, -1] = 1.0
+    ring, weight = rfft_rings(L)
     ring = ring.ravel()
     weight = weight.ravel()
     keep = np.flatnonzero(ring <= L // 2)
