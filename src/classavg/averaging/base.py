@@ -488,16 +488,35 @@ class AligningAverager2D(Averager2D):
         return tr
 
     # -- batching ----------------------------------------------------------------------------
-    def _batches(self, class_indices, class_refl, classes, desc):
+    def _run(self, class_indices, class_refl, classes, client, *, stack):
+        """``(averages or None, AlignmentResult)`` per batch of ``batch_size`` rows, in order:
+        here (one coefficient cache shared by the batches) or as Dask tasks (one per task)."""
         ci, cr = check_class_table(class_indices, class_refl, self.src.n)
         rows = check_classes(classes, ci.shape[0])
-        starts = range(0, rows.size, self.batch_size)
-        tr = self.transformer
-        cache = CoefficientCache(self.src.n, self.basis.count, tr.complex_dtype,
-                                 self.coefficient_cache_bytes)
-        for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
-            r = rows[s:s + self.batch_size]
-            yield ClassBatch(r, ci[r], cr[r], self.src, tr, cache)
+        blocks = [rows[s:s + self.batch_size] for s in range(0, rows.size, self.batch_size)]
+        items = ((r, ci[r], cr[r], stack) for r in blocks)
+        if client is None:
+            cache = self._coefficient_cache()
+            results = (self._process(item, cache) for item in items)
+        else:
+            results = block_map(_average_task, items, shared=(self,), client=client)
+        return progress(results, total=len(blocks), desc="averaging" if stack else "aligning",
+                        unit="batch")
+
+    def _coefficient_cache(self):
+        return CoefficientCache(self.src.n, self.basis.count, self.transformer.complex_dtype,
+                                self.coefficient_cache_bytes)
+
+    def _process(self, item, cache=None):
+        """Align (and, with ``stack``, stack) one batch of rows."""
+        rows, ci, cr, stack = item
+        batch = ClassBatch(rows, ci, cr, self.src, self.transformer,
+                           self._coefficient_cache() if cache is None else cache)
+        res = self._finish(batch, *self._align_batch(batch))
+        if not stack:
+            return None, res
+        fn = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
+        return np.asarray(fn(batch, res), dtype=self.src.dtype), res
 
     def _finish(self, batch, rotations, shifts, scores):
         b, m = batch.indices.shape
@@ -533,13 +552,8 @@ class AligningAverager2D(Averager2D):
             shifts (k', n_nbor, 2) pixels, scores (k', n_nbor).  Applied to member j in the
             order mirror -> shift -> rotation they bring it onto the reference.
         """
-        if client is not None:
-            parts = [res for _, res in self._distributed(class_indices, class_refl, classes,
-                                                         client, stack=False)]
-            return self._concat(parts)
-        parts = [self._finish(b, *self._align_batch(b))
-                 for b in self._batches(class_indices, class_refl, classes, "aligning")]
-        return self._concat(parts)
+        return self._concat([res for _, res in self._run(class_indices, class_refl, classes,
+                                                         client, stack=False)])
 
     def average(self, class_indices, class_refl, *, classes=None, client=None):
         """Class averages, one per row, each in the frame of its reference (column 0).
@@ -567,34 +581,13 @@ class AligningAverager2D(Averager2D):
             Band-limited to the basis, zero outside the disk of radius ``L / 2``.
         """
         outs, parts = [], []
-        if client is not None:
-            for avg, res in self._distributed(class_indices, class_refl, classes, client,
-                                              stack=True):
-                outs.append(avg)
-                parts.append(res)
-        else:
-            for b in self._batches(class_indices, class_refl, classes, "averaging"):
-                res = self._finish(b, *self._align_batch(b))
-                outs.append(self._stack_any(b, res))
-                parts.append(res)
+        for avg, res in self._run(class_indices, class_refl, classes, client, stack=True):
+            outs.append(avg)
+            parts.append(res)
         self.alignment = self._concat(parts)
         if not outs:
             return np.zeros((0, self.src.L, self.src.L), dtype=self.src.dtype)
         return np.concatenate(outs)
-
-    def _stack_any(self, batch, res):
-        stack = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
-        return np.asarray(stack(batch, res), dtype=self.src.dtype)
-
-    def _distributed(self, class_indices, class_refl, classes, client, *, stack):
-        """(averages or None, AlignmentResult) per batch of rows, computed as Dask tasks."""
-        ci, cr = check_class_table(class_indices, class_refl, self.src.n)
-        rows = check_classes(classes, ci.shape[0])
-        blocks = [rows[s:s + self.batch_size] for s in range(0, rows.size, self.batch_size)]
-        items = ((r, ci[r], cr[r], stack) for r in blocks)
-        return progress(block_map(_average_task, items, shared=(self,), client=client),
-                        total=len(blocks), desc="averaging" if stack else "aligning",
-                        unit="batch")
 
     def __getstate__(self):
         # Sent to Dask workers: the results of earlier calls and the caches stay here.
@@ -654,13 +647,7 @@ class AligningAverager2D(Averager2D):
 
 def _average_task(averager, item):
     """One batch of rows on a Dask worker: ``(averages or None, AlignmentResult)``."""
-    rows, ci, cr, stack = item
-    tr = averager.transformer
-    cache = CoefficientCache(averager.src.n, averager.basis.count, tr.complex_dtype,
-                             averager.coefficient_cache_bytes)
-    batch = ClassBatch(rows, ci, cr, averager.src, tr, cache)
-    res = averager._finish(batch, *averager._align_batch(batch))
-    return (averager._stack_any(batch, res) if stack else None), res
+    return averager._process(item)
 
 
 _CTF_KEYWORDS = ("ctf_correction", "image_source", "wiener_snr")
