@@ -38,20 +38,13 @@ import time
 
 T_START = time.perf_counter()
 
+# The driver's helper (stdlib + numpy only; after T_START so the import is timed like the
+# classavg worker's).
+from compare_aspire import _current_rss_gb  # noqa: E402
+
 
 def _rss_gb(which=resource.RUSAGE_SELF):
     return resource.getrusage(which).ru_maxrss / 2 ** 20       # kB on Linux
-
-
-def _current_rss_gb():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2 ** 20
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _timed(obj, name, timings, label):
