@@ -75,10 +75,13 @@ def test_transform_images_order(basis64):
         assert disk_rel_error(out[i], exact, 64) < 1e-6
 
 
-def test_polar_expand_equals_basis_expand(basis64):
-    tr = PolarTransformer(basis64)
+def test_polar_expand_equals_basis_expand():
+    # The polar transformer shares the basis's NUFFT path (the default expansion at this
+    # size is the dense pixel sum, equal to it within 1e-6 only).
+    basis = FourierBesselBasis2D(64, dtype=np.float64, method="nufft")
+    tr = PolarTransformer(basis)
     f = RNG.normal(size=(3, 64, 64))                   # white noise: exact identity
-    a = basis64.expand(f)
+    a = basis.expand(f)
     assert np.abs(tr.expand(f) - a).max() < 1e-10 * np.abs(a).max()
 
 

@@ -53,3 +53,18 @@ def test_approximate_recall_and_determinism():
     recall = np.mean([len(set(x) & set(y)) / 15 for x, y in zip(e[0], a[0])])
     assert recall > 0.95
     assert all(len(set(row)) == 15 for row in a[0][:500])        # each image at most once
+
+
+@pytest.mark.parametrize("block_size", [37, 64, 1000])
+def test_candidate_table_matches_full_table(block_size):
+    # Blocks smaller than, around and larger than the candidate count: the symmetric blocked
+    # search must find the same neighbours whatever the block layout.
+    u, _ = clustered_features(300)
+    full = exact_neighbors(u, 40, block_size=block_size)
+    reference = exact_neighbors(u, 40, block_size=300)
+    cand = exact_neighbors(u, 40, block_size=block_size, candidates_only=True)
+    assert cand.dtype == np.int32 and cand.shape == (300, 40)
+    assert np.array_equal(cand[:, 0], np.arange(300))
+    for a, b, c in zip(full[0], reference[0], cand):
+        assert set(a) == set(b) == set(c)
+    assert np.array_equal(full[1], reference[1])

@@ -31,6 +31,8 @@ __all__ = ["sample_triples", "bispectrum", "BispectrumPCA"]
 
 logger = logging.getLogger(__name__)
 
+_CHUNK = 256
+
 
 def sample_triples(k, eigvals, sample_n, *, alpha=1 / 3, rng):
     """Draw bispectrum triples ``(i, j, l)`` with ``k_i >= k_j >= 0`` and ``k_i + k_j = k_l``.
@@ -92,7 +94,14 @@ def bispectrum(coef, triples, alpha=1 / 3):
     with np.errstate(divide="ignore"):
         scale = xp.where(mag > 0, mag ** np.float32(alpha - 1), 0).astype(np.float32)
     c = c * scale
-    return c[:, triples[:, 0]] * c[:, triples[:, 1]] * xp.conj(c[:, triples[:, 2]])
+    i, j, l = triples[:, 0], triples[:, 1], triples[:, 2]
+    out = xp.empty((c.shape[0], triples.shape[0]), np.complex64)
+    # In chunks of rows whose temporaries stay in the cache: 4x faster than whole batches
+    # of 1,024 images x 4,000 triples (measured on 2 cores).
+    for s in range(0, c.shape[0], _CHUNK):
+        x = c[s:s + _CHUNK]
+        out[s:s + _CHUNK] = x[:, i] * x[:, j] * xp.conj(x[:, l])
+    return out
 
 
 class BispectrumPCA:
@@ -130,11 +139,12 @@ class BispectrumPCA:
         # Re(B^H B) = Br^T Br + Bi^T Bi, i.e. the right singular vectors of [Br; Bi].
         A = np.concatenate([B.real, B.imag], axis=0)
         d = min(self.n_components, self.triples.shape[0], A.shape[0])
-        # Two power iterations and <= 5,000 images (rir.py) suffice: at n = 10,000, SNR 1/8,
-        # 8,000 images with 3 iterations gave the same neighbours (70.7 % vs 70.8 % within
-        # 10 degrees before re-ranking, 85.6 % after) in 4.2 s instead of 1.2 s.
+        # One power iteration and a few thousand images (rir.BISPECTRUM_FIT_SIZE) suffice:
+        # at n = 10,000, SNR 1/8, 8,000 images with 3 iterations gave the same neighbours
+        # (70.7 % vs 70.8 % within 10 degrees before re-ranking, 85.6 % after) in 4.2 s
+        # instead of 1.2 s, and 2,000 images with 1 iteration 70.96 % and 85.65 %.
         # (LU normalisation between iterations keeps float32 in range at any image scale.)
-        _, s, vt = randomized_svd(A, d, n_oversamples=20, n_iter=2,
+        _, s, vt = randomized_svd(A, d, n_oversamples=20, n_iter=1,
                                   power_iteration_normalizer="LU", random_state=self.seed)
         self.components = np.ascontiguousarray(vt.T.astype(np.float32))   # (t, d) real
         self.singular_values = s

@@ -89,63 +89,72 @@ def significant_components(coef, k, *, energy_tol=ENERGY_TOL, max_rows=100_000):
 
 
 class _RotationalCorrelator:
-    """Precomputed grid and grouping for :func:`rotational_alignment` (one coefficient set),
-    on the CPU or, with ``device="cuda"``, on the GPU (:mod:`classavg._backend`)."""
+    """Precomputed angle grid and norms for :func:`rotational_alignment` (one coefficient
+    set), on the CPU or, with ``device="cuda"``, on the GPU (:mod:`classavg._backend`).
+
+    For query ``a`` and candidate ``b`` (significant components m, frequencies ``k_m``,
+    weights ``w_m``) the correlation at the grid angle ``theta_n = 2 pi n / N`` is::
+
+        c(n) = sum_m Re(b_m) U_mn + Im(b_m) V_mn,
+        U_mn = w_m (Re a_m cos k_m theta_n + Im a_m sin k_m theta_n),
+        V_mn = w_m (Im a_m cos k_m theta_n - Re a_m sin k_m theta_n),
+
+    and the mirrored candidate (``conj(b)``) flips the sign of the ``V`` term.  So one
+    matrix ``W_a = [[U, U], [V, -V]]`` per query turns the candidates' interleaved real and
+    imaginary parts into the correlations at all N angles of both orientations: a batched
+    matrix product (the grouping by frequency, the inverse FFT and the mirror in one pass;
+    3-4x faster than products, grouping and FFT at 10,000 x 200 pairs).
+    """
 
     def __init__(self, coef, k, energy_tol, device="cpu"):
         k = np.asarray(k)
         keep = significant_components(coef, k, energy_tol=energy_tol)
         xp = self.xp = array_module(device)
-        self.coef = to_device(np.ascontiguousarray(coef[:, keep], dtype=np.complex64), xp)
+        c = np.ascontiguousarray(coef[:, keep], dtype=np.complex64)
         k = k[keep]
-        self.w = to_device(np.where(k == 0, 1.0, 2.0).astype(np.float32), xp)
-        present = np.unique(k)
-        self.present = to_device(present, xp)
+        w = np.where(k == 0, 1.0, 2.0).astype(np.float32)
         self.N = _angle_count(int(k.max()) if k.size else 0)
-        M, P = k.size, present.size
-        # Interleaved (re, im) of component m -> (re, im) of its frequency bin p.
-        p = np.searchsorted(present, k)
-        G = np.zeros((2 * M, 2 * P), np.float32)
-        G[2 * np.arange(M), 2 * p] = 1
-        G[2 * np.arange(M) + 1, 2 * p + 1] = 1
-        self.G = to_device(G, xp)
+        # Interleaved (re, im) rows: the layout of complex64 viewed as float32.
+        self.coef = to_device(c.view(np.float32), xp)
+        self.norm = to_device(np.sqrt((np.abs(c) ** 2) @ w).astype(np.float32), xp)
+        theta = 2 * np.pi * np.arange(self.N) / self.N
+        kt = k[:, None] * theta[None, :]
+        self.wcos = to_device((w[:, None] * np.cos(kt)).astype(np.float32), xp)   # (M, N)
+        self.wsin = to_device((w[:, None] * np.sin(kt)).astype(np.float32), xp)
 
     def __call__(self, rows, candidates):
         xp = self.xp
         rows, candidates = to_device(rows, xp), to_device(candidates, xp)
-        a = xp.conj(self.coef[rows])[:, None, :]
-        b = self.coef[candidates]
-        bsz, K, M = b.shape
-        H = self.N // 2 + 1
-        na = xp.sqrt(xp.einsum("bm,bm,m->b", a[:, 0].real, a[:, 0].real, self.w)
-                     + xp.einsum("bm,bm,m->b", a[:, 0].imag, a[:, 0].imag, self.w))
-        nb = xp.sqrt(xp.einsum("bkm,bkm,m->bk", b.real, b.real, self.w)
-                     + xp.einsum("bkm,bkm,m->bk", b.imag, b.imag, self.w))
-        peaks, args = [], []
-        for prod in (a * b, a * xp.conj(b)):
-            grouped = (prod.reshape(bsz * K, M).view(np.float32) @ self.G).view(np.complex64)
-            Y = xp.zeros((bsz * K, H), np.complex64)
-            Y[:, self.present] = grouped
-            c = fft("irfft", Y, n=self.N, axis=-1).reshape(bsz, K, self.N)
-            m = xp.argmax(c, axis=-1)
-            cm = xp.take_along_axis(c, m[..., None], -1)[..., 0]
-            cl = xp.take_along_axis(c, ((m - 1) % self.N)[..., None], -1)[..., 0]
-            cr = xp.take_along_axis(c, ((m + 1) % self.N)[..., None], -1)[..., 0]
-            # Parabola through the three samples around the grid maximum: on the coarse grid
-            # of the significant frequencies the refined peak ranks as well as a 7x finer grid
-            # (n = 10,000, SNR 1/8: 85.62 % within 10 degrees either way, 84.98 % unrefined).
-            curv = cl - 2 * cm + cr
-            delta = xp.where(curv < 0, 0.5 * (cl - cr) / xp.where(curv < 0, curv, -1), 0.0)
-            delta = xp.clip(delta, -0.5, 0.5)
-            peaks.append(cm - 0.25 * (cl - cr) * delta)
-            # Sample n is the angle -2 pi n / N.
-            args.append((-(m + delta) * (2 * np.pi / self.N)) % (2 * np.pi))
-        plain, mirr = peaks
-        denom = na[:, None] * nb
-        denom = xp.where(denom > 0, denom, 1) / self.N
-        refl = mirr > plain
-        sim = xp.minimum(xp.where(refl, mirr, plain) / denom, 1.0).astype(np.float32)
-        angle = xp.where(refl, args[1], args[0]).astype(np.float32)
+        N = self.N
+        a = self.coef[rows]                                   # (b, 2M)
+        ar, ai = a[:, 0::2, None], a[:, 1::2, None]           # (b, M, 1)
+        U = ar * self.wcos + ai * self.wsin                   # (b, M, N)
+        V = ai * self.wcos - ar * self.wsin
+        bsz, M = U.shape[:2]
+        W = xp.empty((bsz, 2 * M, 2 * N), np.float32)
+        W[:, 0::2, :N] = U
+        W[:, 0::2, N:] = U
+        W[:, 1::2, :N] = V
+        W[:, 1::2, N:] = -V
+        c = xp.matmul(self.coef[candidates], W)               # (b, K, 2N): plain | mirrored
+        m = xp.argmax(c, axis=-1)[..., None]
+        half = (m // N) * N
+        j = m - half
+        cm = xp.take_along_axis(c, m, -1)[..., 0]
+        cl = xp.take_along_axis(c, half + (j - 1) % N, -1)[..., 0]
+        cr = xp.take_along_axis(c, half + (j + 1) % N, -1)[..., 0]
+        # Parabola through the three samples around the grid maximum: on the coarse grid
+        # of the significant frequencies the refined peak ranks as well as a 7x finer grid
+        # (n = 10,000, SNR 1/8: 85.62 % within 10 degrees either way, 84.98 % unrefined).
+        curv = cl - 2 * cm + cr
+        delta = xp.where(curv < 0, 0.5 * (cl - cr) / xp.where(curv < 0, curv, -1), 0.0)
+        delta = xp.clip(delta, -0.5, 0.5)
+        peak = cm - 0.25 * (cl - cr) * delta
+        refl = half[..., 0] > 0
+        denom = self.norm[rows][:, None] * self.norm[candidates]
+        sim = xp.minimum(peak / xp.where(denom > 0, denom, 1), 1.0).astype(np.float32)
+        # Sample n is the angle -2 pi n / N.
+        angle = ((-(j[..., 0] + delta) * (2 * np.pi / N)) % (2 * np.pi)).astype(np.float32)
         return to_host(sim), to_host(refl), to_host(angle)
 
 

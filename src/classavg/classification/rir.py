@@ -39,6 +39,12 @@ logger = logging.getLogger(__name__)
 #: same re-ranked accuracy, 91.5 %).
 APPROXIMATE_NN_THRESHOLD = 20_000
 
+#: At most this many images fit the bispectrum PCA (a random subset of the steerable-PCA fit
+#: images): at n = 10,000, SNR 1/8 with CTF, 1,500, 2,500 and 5,000 give the same neighbours
+#: (70.9 %, 70.8 %, 70.8 % within 10 degrees before re-ranking, 85.65 % after) and the fit
+#: takes 0.3 s instead of 1.2 s at 5,000.
+BISPECTRUM_FIT_SIZE = 2000
+
 
 class RIRClass2D(Class2D):
     """Rotation-invariant classification with steerable PCA and bispectrum features.
@@ -67,7 +73,8 @@ class RIRClass2D(Class2D):
         Images expanded at once; bounds memory (default 1024).
     fit_size : int, optional
         At most this many images (a random subset) fit the steerable PCA and the CTF
-        correction (default 10000); the bispectrum PCA uses at most 5,000 of them.
+        correction (default 10000); the bispectrum PCA uses at most
+        :data:`BISPECTRUM_FIT_SIZE` of them.
     basis : FourierBesselBasis2D, optional
         Basis to expand in; built for ``src.L`` with ``bandlimit`` when not given.
     bandlimit : float, optional
@@ -257,7 +264,7 @@ class RIRClass2D(Class2D):
         t0 = time.perf_counter()
         self.bispectrum_pca = BispectrumPCA(
             n_components=self.bispectrum_components, sample_n=self.sample_n, alpha=self.alpha,
-            fit_size=min(self.fit_size, 5000), seed=self.seed)
+            fit_size=min(self.fit_size, BISPECTRUM_FIT_SIZE), seed=self.seed)
         self.bispectrum_pca.fit(self.coef, self.fspca.k, self.fspca.eigvals)
         d = self.bispectrum_pca.components.shape[1]
         self.features = np.empty((n, d), np.complex64)
