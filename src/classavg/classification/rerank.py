@@ -119,23 +119,25 @@ class _RotationalCorrelator:
         self.norm = to_device(np.sqrt((np.abs(c) ** 2) @ w).astype(np.float32), xp)
         theta = 2 * np.pi * np.arange(self.N) / self.N
         kt = k[:, None] * theta[None, :]
-        self.wcos = to_device((w[:, None] * np.cos(kt)).astype(np.float32), xp)   # (M, N)
-        self.wsin = to_device((w[:, None] * np.sin(kt)).astype(np.float32), xp)
+        wcos, wsin = w[:, None] * np.cos(kt), w[:, None] * np.sin(kt)          # (M, N)
+        # W_a[2m + r, :] = Re(a_m) G[0, m, r] + Im(a_m) G[1, m, r]: rows r = 0 (U) and 1 (V),
+        # columns the N angles of the plain and then of the mirrored candidate.
+        G = np.empty((2, k.size, 2, 2 * self.N))
+        G[0, :, 0] = np.hstack([wcos, wcos])
+        G[1, :, 0] = np.hstack([wsin, wsin])
+        G[0, :, 1] = np.hstack([-wsin, wsin])
+        G[1, :, 1] = np.hstack([wcos, -wcos])
+        self.G = to_device(G.astype(np.float32), xp)
 
     def __call__(self, rows, candidates):
         xp = self.xp
         rows, candidates = to_device(rows, xp), to_device(candidates, xp)
         N = self.N
         a = self.coef[rows]                                   # (b, 2M)
-        ar, ai = a[:, 0::2, None], a[:, 1::2, None]           # (b, M, 1)
-        U = ar * self.wcos + ai * self.wsin                   # (b, M, N)
-        V = ai * self.wcos - ar * self.wsin
-        bsz, M = U.shape[:2]
-        W = xp.empty((bsz, 2 * M, 2 * N), np.float32)
-        W[:, 0::2, :N] = U
-        W[:, 0::2, N:] = U
-        W[:, 1::2, :N] = V
-        W[:, 1::2, N:] = -V
+        bsz, M = a.shape[0], a.shape[1] // 2
+        W = a[:, 0::2, None, None] * self.G[0]                # (b, M, 2, 2N)
+        W += a[:, 1::2, None, None] * self.G[1]
+        W = W.reshape(bsz, 2 * M, 2 * N)
         c = xp.matmul(self.coef[candidates], W)               # (b, K, 2N): plain | mirrored
         m = xp.argmax(c, axis=-1)[..., None]
         half = (m // N) * N
