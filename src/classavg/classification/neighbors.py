@@ -232,6 +232,10 @@ def approximate_neighbors(features, n_nbor, *, seed=0, nlist=None, nprobe=None,
                                           faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = int(seed)
+    # 10 k-means iterations instead of faiss's 25: the cells only route the queries (the
+    # candidates are re-ranked), and at n = 100,000 training took 8 s of the 21 s search
+    # (94.09 % within 10 degrees after re-ranking either way).
+    index.cp.niter = 10
     index.train(train)
     del train
     # Added in blocks: the index keeps its own copy of the vectors, and a full-size
