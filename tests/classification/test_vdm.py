@@ -177,6 +177,7 @@ def test_bad_refine(random_views, kwargs, exc, match):
     (dict(t=-1.0), ValueError, "t must be a number >= 0"),
     (dict(alignment_weight=-1.0), ValueError, "alignment_weight must be a number >= 0"),
     (dict(solver="lobpcg"), ValueError, "solver must be one of 'chebyshev', 'arpack'"),
+    (dict(n_initial=0), ValueError, "n_initial must be an integer >= 1"),
 ])
 def test_bad_vdm_parameters(kwargs, exc, match):
     cand = np.tile(np.arange(20), (20, 1))

@@ -285,18 +285,15 @@ def _ivf_block(index, block):
     sim = np.where(idx < 0, -np.inf, sim)
     sim[(idx == rows[:, None]) & ~refl] = np.inf                  # self first
     sim[(idx == rows[:, None]) & refl] = -np.inf                  # no mirrored self
-    # Keep each image once: sort by similarity, drop later duplicates of an index.
-    order = np.argsort(-sim, axis=1, kind="stable")
-    idx, sim, refl = (np.take_along_axis(a, order, 1) for a in (idx, sim, refl))
-    # Within a row sorted by similarity, a stable sort by image index puts each image's best
-    # occurrence first: the later ones are duplicates.
-    o = np.argsort(idx, axis=1, kind="stable")
-    srt = np.take_along_axis(idx, o, 1)
-    dup_sorted = np.zeros_like(idx, bool)
-    dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
-    dup = np.empty_like(dup_sorted)
-    np.put_along_axis(dup, o, dup_sorted, 1)
-    sim = np.where(dup, -np.inf, sim)
-    part = np.argsort(-sim, axis=1, kind="stable")[:, :n_nbor]
+    # Keep each image once (it can come back plainly and mirrored): sorted by image, the
+    # two copies are adjacent, and the one with the lower similarity is dropped.
+    o = np.argsort(idx, axis=1)
+    srt, s_srt = np.take_along_axis(idx, o, 1), np.take_along_axis(sim, o, 1)
+    pair = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+    lower = np.zeros(idx.shape, bool)
+    lower[:, 1:] = pair & (s_srt[:, 1:] < s_srt[:, :-1])
+    lower[:, :-1] |= pair & (s_srt[:, :-1] <= s_srt[:, 1:])
+    sim[np.arange(idx.shape[0])[:, None], o] = np.where(lower, -np.inf, s_srt)
+    part = np.argpartition(-sim, n_nbor - 1, axis=1)[:, :n_nbor]
     return _finish(np.take_along_axis(sim, part, 1), np.take_along_axis(refl, part, 1),
                    np.take_along_axis(idx, part, 1), rows)

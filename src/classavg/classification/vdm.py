@@ -59,13 +59,14 @@ Pipeline of :func:`vdm_refine`
    the diagonal and sqrt(2) times the upper triangle) is a unit feature vector whose mirror is
    its conjugate: exactly the input of :mod:`classavg.classification.neighbors`.  Its exact or
    inverted-file search over **all** images yields ``n_search`` candidates per image, so the
-   refinement can find good neighbours that the bispectrum search missed; the initial
-   candidates are added to them (a truncated spectrum, or the exactly repeated eigenvalues of
-   clean data with a few disconnected views, can hide some).
+   refinement can find good neighbours that the bispectrum search missed; the ``n_initial``
+   initial candidates with the best rotational correlation are added to them (a truncated
+   spectrum, or the exactly repeated eigenvalues of clean data with a few disconnected
+   views, can hide some).
 5. **Re-ranking.**  The candidates are ranked by the affinity ``max(plain, mirrored)`` over
    all ``n_eigs`` coordinates.  The diffusion affinity is smooth over the graph: it removes
    inconsistent neighbours but blurs the finest differences of view, where the pairwise
-   correlation is the sharper measure once the noise is low.  The best ``2 n_nbor`` by
+   correlation is the sharper measure once the noise is low.  The best ``1.5 n_nbor`` by
    affinity are therefore aligned (:func:`~classavg.classification.rerank.rotational_alignment`) and ranked by
    ``(affinity + w s_ij) / (1 + w)`` (``alignment_weight`` w, default 1; measured to be as
    good as or better than either measure alone from SNR 1/4 to 1/64, see below).  The top
@@ -73,9 +74,9 @@ Pipeline of :func:`vdm_refine`
    ``mirrored > plain`` (more reliable than the pair alignment's at low SNR) and distances
    ``sqrt(2 - 2 score)``.
 
-Cost and memory: alignment O(n K (M + N log N)) for K candidates (the work of re-ranking);
+Cost and memory: alignment O(n K M N) for K candidates (the work of re-ranking);
 the sparse matrix has at most ``8 n n_graph`` non-zeros; the eigen-solver stores a few blocks
-of ``2n x 1.5 n_eigs`` numbers; the search and the re-ranking work in row blocks: everything is linear in n
+of ``2n x (n_eigs + max(8, n_eigs // 6))`` numbers; the search and the re-ranking work in row blocks: everything is linear in n
 times a per-image constant.  No Python loop runs over images.
 
 Measured effect (``benchmarks/classify.py --n 10000 --ctf --refine none vdm``: the built-in
@@ -184,7 +185,9 @@ def top_eigenpairs(S, n_eigs, *, solver="chebyshev", seed=0, tol=1e-2, degree=16
         Eigenpairs wanted.
     solver : {"chebyshev", "arpack"}, optional
         "chebyshev" (default): Chebyshev-filtered subspace iteration (Zhou & Saad [1]_) on a
-        block of ``n_eigs + max(8, n_eigs // 2)`` seeded random vectors: each pass applies the
+        block of ``n_eigs + max(8, n_eigs // 6)`` seeded random vectors (at n = 100,000
+        the 56 vectors for 48 eigenpairs take 6.0 s where 72 took 8.3 s, with the same
+        neighbours within 0.02 points): each pass applies the
         degree-``degree`` Chebyshev polynomial that damps ``[-1, a]`` (``a`` the smallest Ritz
         value of the block), re-orthonormalises and does a Rayleigh-Ritz step; sparse
         matrix-block products and dense QR only (BLAS 3), and blocks resolve repeated
@@ -367,7 +370,8 @@ def _unique_rows(table):
 
 def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_eigs=8,
                n_search=None, t=1.0, alignment_weight=1.0, nn="exact", seed=0,
-               alignment=None, solver="chebyshev", tol=1e-2, block_size=256, rescore=2.0):
+               alignment=None, solver="chebyshev", tol=1e-2, block_size=256, rescore=1.5,
+               n_initial=None):
     """Refine a neighbour table with vector diffusion maps.
 
     See the module documentation for the method.
@@ -405,8 +409,13 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         affinity alone.
     rescore : float, optional
         With ``alignment_weight > 0``, the ``rescore * n_nbor`` candidates of highest affinity
-        are aligned and re-scored (default 2; at n = 30,000, SNR 1/8, 1.2 to 2 give the same
-        accuracy within 0.1 point).
+        are aligned and re-scored (default 1.5; at n = 30,000, SNR 1/8, 1.2 to 2 give the same
+        accuracy within 0.1 point, and at n = 10,000, SNR 1/16, 1.5 and 2 both 80.1 %).
+    n_initial : int, optional
+        Initial candidates added to the global search's pool: the ``n_initial`` with the best
+        rotational correlation (default ``2 n_nbor``, at most K; at n = 10,000, SNR 1/16,
+        100 and all 200 give 80.1 %, and at n = 100,000, SNR 1/8, 98.1 % either way, with
+        a third less affinity work).
     nn : {"exact", "approximate"}, optional
         Global search method (:mod:`classavg.classification.neighbors`).
     seed : int, optional
@@ -447,6 +456,8 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     n_search = check_int("n_search", 2 * n_nbor if n_search is None else n_search,
                          min=n_nbor)
     n_search = min(n_search, n)
+    n_initial = min(check_int("n_initial", 2 * n_nbor if n_initial is None else n_initial,
+                              min=1), K)
     t = check_float("t", t, min=0.0)
     alignment_weight = check_float("alignment_weight", alignment_weight, min=0.0)
     rescore = check_float("rescore", rescore, min=1.0)
@@ -462,11 +473,17 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     # in row blocks: full-size float64 / int64 temporaries of the n x K table would add
     # ~5 GB at n = 10^6.
     top = np.empty((n, n_graph), np.int64)
+    initial = np.empty((n, n_initial), candidates.dtype)
     for s0 in range(0, n, 65536):
         s1 = min(s0 + 65536, n)
         score = np.array(sim[s0:s1], dtype=np.float32)
         score[candidates[s0:s1] == np.arange(s0, s1)[:, None]] = -np.inf
         top[s0:s1] = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
+        if n_initial < K:
+            best = np.argpartition(-score, n_initial - 1, axis=1)[:, :n_initial]
+            initial[s0:s1] = np.take_along_axis(candidates[s0:s1], best, 1)
+        else:
+            initial[s0:s1] = candidates[s0:s1]
     edges = np.take_along_axis(candidates, top, 1)
     s_e = np.take_along_axis(sim, top, 1).astype(np.float64)
     d2 = np.maximum(2.0 - 2.0 * s_e, 0.0)
@@ -496,12 +513,13 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     else:
         pool = approximate_neighbors(feat, n_search, seed=seed)[0]
     del feat
-    # The initial candidates stay in the pool: a truncated (or, for clean data with several
-    # disconnected views, exactly degenerate) spectrum can miss some of them.
-    pool = _unique_rows(np.concatenate([pool, candidates], axis=1))
+    # The best initial candidates stay in the pool: a truncated (or, for clean data with
+    # several disconnected views, exactly degenerate) spectrum can miss some of them.
+    pool = _unique_rows(np.concatenate([pool, initial], axis=1))
     candidates = None if not isolated.size else candidates[isolated]
 
-    # Affinity ranking; with alignment_weight > 0 the best 2 n_nbor go on to the combined score.
+    # Affinity ranking; with alignment_weight > 0 the best rescore * n_nbor go on to the
+    # combined score.
     n_keep = n_nbor if alignment_weight == 0 else min(int(rescore * n_nbor), pool.shape[1])
     ci = np.empty((n, n_keep), np.int64)
     cr = np.empty((n, n_keep), bool)
