@@ -79,17 +79,21 @@ def numpy_as_cuda(monkeypatch):
     monkeypatch.setitem(sys.modules, "cufinufft", types.SimpleNamespace(Plan=finufft.Plan))
 
 
-def test_device_code_path_matches_cpu(numpy_as_cuda):
+@pytest.mark.parametrize("method", ["dense", "nufft"])
+def test_device_code_path_matches_cpu(numpy_as_cuda, method):
     from classavg import Simulation
+    from classavg.basis import FourierBesselBasis2D
     from classavg.classification import RIRClass2D
     from classavg.sources import ArrayImageSource
 
     sim = Simulation(32, 400, snr=1.0, seed=3)
     src = ArrayImageSource(sim.normalize_background().images[:])
     kw = dict(n_nbor=8, fspca_components=60, bispectrum_components=40, sample_n=400, seed=0)
-    ref = RIRClass2D(src, **kw)
+    # Both expansions on the device path (the dense one is the default at this size).
+    ref = RIRClass2D(src, basis=FourierBesselBasis2D(32, bandlimit=0.5, method=method), **kw)
     ci, cr, cd = ref.classify()
-    dev = RIRClass2D(src, device="cuda", **kw)
+    dev = RIRClass2D(src, device="cuda",
+                     basis=FourierBesselBasis2D(32, bandlimit=0.5, method=method), **kw)
     ci2, cr2, cd2 = dev.classify()
     np.testing.assert_allclose(dev.coef, ref.coef, atol=1e-5 * np.abs(ref.coef).max())
     np.testing.assert_allclose(dev.features, ref.features, atol=1e-5)

@@ -236,7 +236,7 @@ def top_eigenpairs(S, n_eigs, *, solver="chebyshev", seed=0, tol=1e-2, degree=16
     else:
         b = min(N, n_eigs + max(8, n_eigs // 6))
         # Single precision halves the memory traffic of the sparse products, which dominate;
-        # its ~1e-7 rounding is far below the tolerance the ranking needs (1e-2).
+        # its ~1e-7 rounding is far below the tolerance the ranking needs (1e-2 or more).
         S = S.astype(np.float32, copy=False)
         X = _orthonormal(rng.standard_normal((N, b)).astype(np.float32))
         for it in range(max_iter):
@@ -339,15 +339,18 @@ def vdm_affinity(z, rows, candidates):
     return P[..., 0] + P[..., 1], P[..., 2] + P[..., 3]
 
 
-def _top_sorted(score, k):
-    """Column indices of the ``k`` largest entries of each row, in descending order (ties in
-    column order)."""
-    if score.shape[1] > k:
-        part = np.argpartition(-score, k - 1, axis=1)[:, :k]
-        part.sort(axis=1)                    # column order first, for a deterministic tie order
-        sub = np.take_along_axis(score, part, 1)
-        return np.take_along_axis(part, np.argsort(-sub, axis=1, kind="stable"), 1)
-    return np.argsort(-score, axis=1, kind="stable")
+def _top(score, k, *, ordered=True):
+    """Column indices of the ``k`` largest entries of each row: in descending order (ties in
+    column order), or in no particular order with ``ordered=False``."""
+    if score.shape[1] <= k:
+        return np.argsort(-score, axis=1, kind="stable") if ordered else \
+            np.broadcast_to(np.arange(score.shape[1]), score.shape)
+    part = np.argpartition(-score, k - 1, axis=1)[:, :k]
+    if not ordered:
+        return part
+    part.sort(axis=1)                        # column order first, for a deterministic tie order
+    sub = np.take_along_axis(score, part, 1)
+    return np.take_along_axis(part, np.argsort(-sub, axis=1, kind="stable"), 1)
 
 
 def _hermitian_lift(z):
@@ -370,7 +373,7 @@ def _unique_rows(table):
 
 def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_eigs=8,
                n_search=None, t=1.0, alignment_weight=1.0, nn="exact", seed=0,
-               alignment=None, solver="chebyshev", tol=1e-2, block_size=256, rescore=1.5,
+               alignment=None, solver="chebyshev", tol=5e-2, block_size=256, rescore=1.5,
                n_initial=None):
     """Refine a neighbour table with vector diffusion maps.
 
@@ -426,7 +429,10 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     solver : {"chebyshev", "arpack"}, optional
         Eigen-solver (:func:`top_eigenpairs`).
     tol : float, optional
-        Eigen-solver tolerance (default 1e-2: the ranking needs no more).
+        Eigen-solver tolerance (default 5e-2: the ranking needs no more; against 1e-2 it
+        saves a filter pass, 2 s at n = 100,000, with the same accuracy: 80.1 % at
+        n = 10,000, SNR 1/16, 97.2 % instead of 97.0 % at SNR 1/4, 98.2 % instead of 98.1 %
+        at n = 100,000, SNR 1/8).
     block_size : int, optional
         Rows processed at once in the alignment and the re-ranking.
 
@@ -532,14 +538,15 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         aff = np.maximum(plain, mirrored)
         aff[cand == rows[:, None]] = np.inf                  # the row's own image first
         aff[cand < 0] = -np.inf                              # repeats (_unique_rows)
-        order = _top_sorted(aff, n_keep)
+        # (Re-scored below when alignment_weight > 0: then the order does not matter.)
+        order = _top(aff, n_keep, ordered=alignment_weight == 0)
         ci[rows] = np.take_along_axis(cand, order, 1)
         cr[rows] = np.take_along_axis(mirrored > plain, order, 1)
         ca[rows] = np.minimum(np.take_along_axis(aff, order, 1), 1.0)
     if alignment_weight > 0:
         corr = align_candidates(coef, k, ci, block_size=block_size)[0]
         score = (ca + alignment_weight * corr) / (1.0 + alignment_weight)
-        score[:, 0] = np.inf
+        score[ci == np.arange(n)[:, None]] = np.inf             # the row's own image first
         order = np.argsort(-score, axis=1, kind="stable")[:, :n_nbor]
         ci, cr = np.take_along_axis(ci, order, 1), np.take_along_axis(cr, order, 1)
         ca = np.minimum(np.take_along_axis(score, order, 1), 1.0)
