@@ -181,7 +181,9 @@ class FourierBesselBasis2D:
         # finufft plans are not picklable (Dask workers rebuild them on first use).
         state = self.__dict__.copy()
         state["_plans"] = {}
-        state["_dense"] = None
+        # The dense matrix travels with the basis (8 MB at L = 64, band limit 0.5): Dask
+        # tasks would otherwise rebuild it per task (0.1-0.8 s each).
+        state["_dense"] = self._dense_matrix() if self.dense_ else None
         state.pop("_device_arrays", None)
         return state
 

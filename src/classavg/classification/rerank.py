@@ -13,11 +13,13 @@ j by ``alpha`` is::
 
     c(alpha) = Re sum_k w_k S_k exp(-i k alpha),   S_k = sum_{m: k_m = k} conj(a_m) b_m,
 
-a trigonometric polynomial: with ``Y_k = S_k`` a real inverse FFT of length N gives
-``N irfft(Y)_n = c(-2 pi n / N)``, all angles at once; the mirrored image uses ``conj(b)``.
-The grouping ``m -> k_m`` is one small real matrix product over the interleaved real and
-imaginary parts.  The cost is O(n K (M + N log N)) for K candidates, M components and N
-angles, vectorised over blocks of rows.
+a trigonometric polynomial, sampled at N equispaced angles; the mirrored image uses
+``conj(b)``.  For a fixed query ``a`` the samples are linear in the candidate's real and
+imaginary parts, so one (2M x 2N) matrix per query gives both orientations at all angles,
+and a block of rows is one batched matrix product over the gathered candidates
+(:class:`_RotationalCorrelator`; the grouping by frequency, the inverse FFT and the mirror in
+one BLAS call, 3.5x faster than products, grouping and a real inverse FFT).  The cost is
+O(n K M N) for K candidates, M components and N angles.
 
 Only the angular frequencies that carry the coefficients' energy enter: the steerable PCA
 of denoised (for example CTF-corrected) data keeps components up to high k whose
@@ -26,7 +28,8 @@ while changing the normalised correlation by less than their share of the energy
 Frequencies above the smallest cut-off whose tail holds less than ``energy_tol`` (default
 1e-3) of the mean energy are dropped (:func:`significant_components`); at n = 10,000,
 64 x 64, SNR 1/8 with CTF this takes the grid from 343 to 45 angles and the re-ranking from
-6.3 s to 1.2 s at equal accuracy (85.62 % of neighbours within 10 degrees either way).
+6.3 s to 1.2 s at equal accuracy (85.62 % of neighbours within 10 degrees either way; 0.6 s
+with the batched product).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .._backend import array_module, fft, to_device, to_host
+from .._backend import array_module, to_device, to_host
 from .._parallel import block_map
 from .._progress import progress
 from .._validation import check_float, check_int

@@ -121,7 +121,7 @@ class RIRClass2D(Class2D):
         correlation; :func:`~classavg.classification.vdm.vdm_refine`; Singer & Wu, Comm. Pure
         Appl. Math. 65, 2012).  Markedly more accurate at SNR 1/4 and below, a few points
         less accurate on noise-free data; costs an eigen-solve, a search and the alignment of
-        ``2 n_nbor`` more pairs per image (``timings_["vdm"]``).
+        ``1.5 n_nbor`` more pairs per image (``timings_["vdm"]``).
 
     Attributes
     ----------

@@ -84,15 +84,15 @@ molecule at 64 x 64, 7 defocus groups, phase flipped, CTF-corrected features, n_
 ceiling 100 %; BENCHMARKS.md): fraction of neighbours within 10 degrees
 
     SNR                       1/4     1/8     1/16    1/32    1/64
-    bispectrum only           84.3    70.7    51.8    30.8    14.4
-    + rotational re-ranking   95.1    85.6    68.3    43.8    21.1
-    + VDM (this module)       96.9    91.7    80.1    58.5    29.6
+    bispectrum only           84.6    71.0    52.1    31.1    15.0
+    + rotational re-ranking   95.1    85.7    68.2    43.8    21.1
+    + VDM (this module)       97.2    92.3    80.1    58.5    29.5
 
-for about 3 s more than re-ranking at n = 10,000 (+50 %) and 40 s at n = 100,000 (+67 %,
-98.1 % against 94.1 % within 10 degrees) on 2 cores.  On noise-free data the diffusion
+for 1.6 s more than re-ranking at n = 10,000 (+46 %) and 15 s at n = 100,000 (+44 %,
+98.2 % against 94.1 % within 10 degrees) on 2 cores.  On noise-free data the diffusion
 affinity alone is a few points less accurate than the pairwise correlation (its resolution is
-that of ``n_eigs`` smooth eigenvectors), which is why the final score mixes the two (99.93 %
-vs 100 % at n = 10,000).
+that of ``n_eigs`` smooth eigenvectors), which is why the final score mixes the two (99.5 %
+vs 100 % at n = 2,000 with 7 defocus groups).
 
 References
 ----------
