@@ -138,7 +138,7 @@ def test_ceiling_large_n_all_classes():
 def test_mirror_flag_agreement():
     rng = np.random.default_rng(6)
     n_classes, n_close = 30, 6
-    rows, vs = [], []
+    vs = []
     for c in range(n_classes):
         v0 = unit(rng, 1)[0]
         close = tilted(v0, rng.uniform(0, 8, n_close), rng)

@@ -23,7 +23,6 @@ from numpy.polynomial.legendre import leggauss
 from scipy.special import jv
 
 from .._grid import disk_mask
-from .._threads import single_thread_blas
 from .._validation import check_float
 
 __all__ = ["TranslationKernel", "PolarSampler", "PolarGrid"]
