@@ -112,6 +112,8 @@ class FourierBesselBasis2D:
     weights : ndarray, shape (count,)
         1 for k = 0 and 2 for k > 0: ``sum(weights * |a|^2)`` is the image energy in the disk,
         and ``Re sum(weights * conj(a) * b)`` the pixel inner product.
+    dense_ : bool
+        Whether :meth:`expand` uses the dense matrix (see ``method``).
     """
 
     def __init__(self, L, *, bandlimit=1.0, dtype=np.float32, eps=None, batch_size=256,
@@ -219,13 +221,15 @@ class FourierBesselBasis2D:
         images : ndarray, shape (n, L, L) or (L, L)
             Real images; pixels outside the disk of radius L/2 are ignored.
         device : {"cpu", "cuda"}, optional
-            "cuda" runs the NUFFT (cuFINUFFT), the angular FFTs and the radial products on
-            the GPU (:mod:`classavg._backend`); the result is a numpy array either way.
+            "cuda" runs the dense product, or the NUFFT (cuFINUFFT), the angular FFTs and the
+            radial products, on the GPU (:mod:`classavg._backend`); the result is a numpy
+            array either way.
 
         Returns
         -------
         ndarray, complex, shape (n, count) (or (count,) for one image)
-            ``a_kq = <f, psi_kq>``, ordered as ``self.k``, ``self.q``.
+            ``a_kq = <f, psi_kq>``, ordered as ``self.k``, ``self.q``; by one dense matrix
+            product when :attr:`dense_`, else by the NUFFT-based fast transform.
         """
         images, single = self._check_images(images)
         if self.dense_:
