@@ -60,7 +60,6 @@ import logging
 import finufft
 import numpy as np
 import scipy.fft
-
 from scipy.special import jv
 
 from .._grid import centered_grid, disk_mask

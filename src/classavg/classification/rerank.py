@@ -18,8 +18,8 @@ a trigonometric polynomial, sampled at N equispaced angles; the mirrored image u
 imaginary parts, so one (2M x 2N) matrix per query gives both orientations at all angles,
 and a block of rows is one batched matrix product over the gathered candidates
 (:class:`_RotationalCorrelator`; the grouping by frequency, the inverse FFT and the mirror in
-one BLAS call, 3.5x faster than products, grouping and a real inverse FFT).  The cost is
-O(n K M N) for K candidates, M components and N angles.
+one BLAS call: 0.6 s instead of 2.2 s for products, grouping and a real inverse FFT at
+10,000 x 200 pairs).  The cost is O(n K M N) for K candidates, M components and N angles.
 
 Only the angular frequencies that carry the coefficients' energy enter: the steerable PCA
 of denoised (for example CTF-corrected) data keeps components up to high k whose
@@ -106,7 +106,7 @@ class _RotationalCorrelator:
     matrix ``W_a = [[U, U], [V, -V]]`` per query turns the candidates' interleaved real and
     imaginary parts into the correlations at all N angles of both orientations: a batched
     matrix product (the grouping by frequency, the inverse FFT and the mirror in one pass;
-    3-4x faster than products, grouping and FFT at 10,000 x 200 pairs).
+    see the module documentation for the speed).
     """
 
     def __init__(self, coef, k, energy_tol, device="cpu"):

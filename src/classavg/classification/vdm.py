@@ -503,7 +503,7 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     # Only the isolated nodes' rows of the alignment are used from here on; the full
     # n x K tables (9 bytes per entry) go before the eigen-solve, the memory peak at large n.
     isolated = np.flatnonzero(degree == 0)
-    sim_iso, refl_iso = sim[isolated], refl[isolated]
+    sim_iso, refl_iso, cand_iso = sim[isolated], refl[isolated], candidates[isolated]
     del alignment, sim, refl, angle, top, edges, s_e, d2, bw, weights
     if S.shape[0] // 2 > DENSE_EIGEN_MAX_NODES:
         S = S.astype(np.float32)          # what the iterative solver uses; frees the float64
@@ -522,7 +522,6 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     # The best initial candidates stay in the pool: a truncated (or, for clean data with
     # several disconnected views, exactly degenerate) spectrum can miss some of them.
     pool = _unique_rows(np.concatenate([pool, initial], axis=1))
-    candidates = None if not isolated.size else candidates[isolated]
 
     # Affinity ranking; with alignment_weight > 0 the best rescore * n_nbor go on to the
     # combined score.
@@ -553,10 +552,10 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
     cd = np.sqrt(np.maximum(2.0 - 2.0 * ca, 0.0)).astype(np.float32)
     if isolated.size:
         # No edge, no diffusion: keep the rotational-correlation order of the candidates.
-        score = np.where(candidates == isolated[:, None], np.inf, sim_iso)
+        score = np.where(cand_iso == isolated[:, None], np.inf, sim_iso)
         order = np.argsort(-score, axis=1, kind="stable")[:, :min(n_nbor, K)]
         m = order.shape[1]
-        ci[isolated, :m] = np.take_along_axis(candidates, order, 1)
+        ci[isolated, :m] = np.take_along_axis(cand_iso, order, 1)
         cr[isolated, :m] = np.take_along_axis(refl_iso, order, 1)
         cd[isolated, :m] = np.sqrt(np.maximum(
             2.0 - 2.0 * np.minimum(np.take_along_axis(score, order, 1), 1.0), 0.0))
