@@ -6,6 +6,7 @@ Examples
     python benchmarks/average.py --averagers BFSR --snr 0.125 --ctf --n-classes 100
     python benchmarks/average.py --averagers BFR,BFSR --no-speed
     python benchmarks/average.py --speed-only --threads 2         # 1,000 classes x 50, BFSR
+    python benchmarks/average.py --speed-only --device cuda       # the same on the GPU
 
 Accuracy data (per SNR; one data set for the shift-searching averagers and one without shifts
 for BFR, whose search radius is 0): ``--n-classes`` simulated classes (the built-in molecule
@@ -70,8 +71,8 @@ def _factories():
     # name -> (factory(src, radius), searches shifts?).  An averager that does not search
     # shifts (BFR) is tested on members without shifts (its search radius is 0).
     registry = {
-        "BFR": (lambda src, radius: BFRAverager2D(src), False),
-        "BFSR": (lambda src, radius: BFSRAverager2D(src, radius=radius), True),
+        "BFR": (lambda src, radius, **kw: BFRAverager2D(src, **kw), False),
+        "BFSR": (lambda src, radius, **kw: BFSRAverager2D(src, radius=radius, **kw), True),
         "RC": (lambda src, radius: ReddyChatterjiAverager2D(src), True),
         "BFS-RC": (lambda src, radius: BFSReddyChatterjiAverager2D(src, radius=radius), True),
     }
@@ -292,7 +293,8 @@ def speed_run(names, args):
     cr[:, 0] = False
     rows = []
     for name in names:
-        avg = registry[name][0](data, max(1, 64 // 32))
+        kw = {} if args.device == "cpu" else {"device": args.device}
+        avg = registry[name][0](data, max(1, 64 // 32), **kw)
         t0, c0 = time.perf_counter(), time.process_time()
         avg.average(ci, cr)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -327,6 +329,8 @@ def main(argv=None):
     p.add_argument("--speed-classes", type=int, default=1000)
     p.add_argument("--pool", type=int, default=10000)
     p.add_argument("--threads", type=int, default=None, help="BLAS / FFT threads")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="speed run of BFR / BFSR on this device (cuda needs CuPy)")
     p.add_argument("--wiener", action="store_true",
                    help="only the CTF section: Wiener vs phase-flip averages (see above)")
     args = p.parse_args(argv)

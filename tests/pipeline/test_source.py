@@ -106,3 +106,15 @@ def test_vdm_preset_falls_back_to_reranking_above_its_size_limit(monkeypatch, sm
     monkeypatch.setattr(source_module, "VDM_MAX_IMAGES", small_source.n)
     assert DefaultClassAvgSource(small_source, "1.2.0", n_nbor=8,
                                  n_classes=5).classifier.refine == "vdm"
+
+
+@pytest.mark.parametrize("version", ["0.13.2", "1.2.0"])
+def test_device_reaches_the_classifier_and_the_averager(numpy_as_cuda, small_source, version):
+    from classavg.pipeline import DefaultClassAvgSource
+
+    cas = DefaultClassAvgSource(small_source, version, n_nbor=8, n_classes=5,
+                                classifier_options=dict(device="cuda"),
+                                averager_options=dict(device="cuda"))
+    assert cas.classifier.device == cas.averager.device == "cuda"
+    # Every preset's averager runs on the device path end to end (numpy standing in).
+    assert cas.images[:2].shape == (2, small_source.L, small_source.L)

@@ -241,14 +241,20 @@ class MemberTransformer:
         Default 128.
     chunk : int, optional
         Members transformed at once (bounds the work memory; default 1024).
+    device : {"cpu", "cuda"}, optional
+        "cuda" expands on the GPU with :meth:`FourierBesselBasis2D.expand` (its dense
+        product or cuFINUFFT; the same exact pixel sums as the folded CPU product when the
+        basis is dense); the coefficients come back as numpy arrays.  Synthesis stays on
+        the CPU.
     """
 
-    def __init__(self, basis, *, method="auto", dense_max_L=128, chunk=1024):
+    def __init__(self, basis, *, method="auto", dense_max_L=128, chunk=1024, device="cpu"):
         if method not in ("auto", "dense", "nufft"):
             raise ValueError(f"method must be one of 'auto', 'dense', 'nufft', got {method!r}")
         self.basis = basis
         self.L = basis.L
         self.chunk = int(chunk)
+        self.device = device
         use_dense = method == "dense" or (method == "auto" and basis.L <= dense_max_L)
         self.method = "dense" if use_dense else "nufft"
         self._dense = DenseFBTransform(basis) if use_dense else None
@@ -258,6 +264,8 @@ class MemberTransformer:
 
     def expand(self, images):
         """Fourier-Bessel coefficients (n, count) of images (n, L, L)."""
+        if self.device != "cpu":
+            return self.basis.expand(images, device=self.device)
         if self._dense is not None:
             return self._dense.expand(images)
         return self.basis.expand(images)

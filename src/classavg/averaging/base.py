@@ -71,6 +71,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._backend import check_device
 from .._parallel import block_map
 from .._progress import progress
 from .._validation import check_int
@@ -401,12 +402,20 @@ class AligningAverager2D(Averager2D):
     image_source = None
     #: Constant spectral SNR of the Wiener filter (None: estimated per class and ring).
     wiener_snr = None
+    #: Where the alignment kernels run: "cpu", or "cuda" for the averagers whose constructor
+    #: takes ``device`` (:class:`~classavg.averaging.bfr.BFRAverager2D`,
+    #: :class:`~classavg.averaging.bfsr.BFSRAverager2D`; :mod:`classavg._backend`).
+    device = "cpu"
 
     def __init__(self, src, *, basis=None, image_stacker=None, batch_size=64,
-                 ctf_correction=None, image_source=None, wiener_snr=None):
+                 ctf_correction=None, image_source=None, wiener_snr=None, device="cpu"):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+        self.device = check_device(device)
         self.set_ctf_correction(ctf_correction, image_source=image_source,
                                 wiener_snr=wiener_snr)
+
+    def _device_repr(self):
+        return "" if self.device == "cpu" else f", device={self.device!r}"
 
     def set_ctf_correction(self, ctf_correction, *, image_source=None, wiener_snr=None):
         """Choose how the CTF is handled when stacking (:mod:`classavg.averaging.wiener`).
@@ -481,9 +490,9 @@ class AligningAverager2D(Averager2D):
     def transformer(self):
         """The :class:`~classavg.averaging._transform.MemberTransformer` of :attr:`basis`."""
         tr = self.__dict__.get("_transformer")
-        if tr is None or tr.basis is not self.basis:
+        if tr is None or tr.basis is not self.basis or tr.device != self.device:
             from ._transform import MemberTransformer
-            tr = MemberTransformer(self.basis)
+            tr = MemberTransformer(self.basis, device=self.device)
             self.__dict__["_transformer"] = tr
         return tr
 
@@ -493,6 +502,8 @@ class AligningAverager2D(Averager2D):
         here (one coefficient cache shared by the batches) or as Dask tasks (one per task)."""
         ci, cr = check_class_table(class_indices, class_refl, self.src.n)
         rows = check_classes(classes, ci.shape[0])
+        if client is not None and self.device != "cpu":
+            raise ValueError(f"device must be 'cpu' with a Dask client, got {self.device!r}")
         blocks = [rows[s:s + self.batch_size] for s in range(0, rows.size, self.batch_size)]
         items = ((r, ci[r], cr[r], stack) for r in blocks)
         if client is None:

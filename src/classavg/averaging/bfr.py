@@ -42,8 +42,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.fft
 
+from .._backend import array_module, fft, namespace_of, to_device, to_host
 from .._validation import check_bool, check_int
 from .base import AligningAverager2D
 
@@ -61,35 +61,45 @@ def correlation_spectrum(a, b, basis):
     Parameters
     ----------
     a, b : ndarray, complex, shape (..., count)
-        Fourier-Bessel coefficients (reference, member).
+        Fourier-Bessel coefficients (reference, member): numpy arrays, or CuPy arrays on the
+        GPU (the result is then one too).
     basis : FourierBesselBasis2D
 
     Returns
     -------
     ndarray, complex, shape (..., kmax + 1)
     """
-    starts = np.array([s.start for s in basis.k_slices])
-    prod = np.conj(a) * b
-    h = np.add.reduceat(prod, starts, axis=-1)
+    xp = namespace_of(a)
+    prod = xp.conj(a) * b
+    if xp is np:
+        starts = np.array([s.start for s in basis.k_slices])
+        h = np.add.reduceat(prod, starts, axis=-1)
+    else:
+        # One reduction per angular frequency (ufunc.reduceat is numpy-only).
+        h = xp.stack([prod[..., s].sum(axis=-1) for s in basis.k_slices], axis=-1)
     h[..., 1:] *= 2
     return h
 
 
 def grid_correlation(h, n_angles):
-    """``c(2 pi n / N)`` for n = 0..N-1 from the spectrum ``h`` (..., K) -> real (..., N)."""
+    """``c(2 pi n / N)`` for n = 0..N-1 from the spectrum ``h`` (..., K) -> real (..., N).
+
+    ``h`` may be a CuPy array (the FFT then runs on the GPU and the result stays there).
+    """
+    xp = namespace_of(h)
     K = h.shape[-1]
     N = n_angles
     if K - 1 < (N + 1) // 2 and N >= 2:
         # Re sum_k h_k e^{-2 pi i k n / N} = (N/2) irfft(X), X_0 = 2 Re h_0, X_k = conj(h_k).
-        X = np.zeros(h.shape[:-1] + (N // 2 + 1,), dtype=h.dtype)
-        np.conjugate(h, out=X[..., :K])
+        X = xp.zeros(h.shape[:-1] + (N // 2 + 1,), dtype=h.dtype)
+        X[..., :K] = xp.conj(h)
         X[..., 0] = 2 * h[..., 0].real
         X *= N / 2
-        return scipy.fft.irfft(X, n=N, axis=-1, workers=-1)
+        return fft("irfft", X, n=N, axis=-1)
     pad = -K % N
-    hf = np.concatenate([h, np.zeros(h.shape[:-1] + (pad,), h.dtype)], axis=-1)
+    hf = xp.concatenate([h, xp.zeros(h.shape[:-1] + (pad,), h.dtype)], axis=-1)
     hf = hf.reshape(h.shape[:-1] + (-1, N)).sum(axis=-2)        # fold k modulo N
-    return scipy.fft.fft(hf, axis=-1, workers=-1).real
+    return fft("fft", hf, axis=-1).real
 
 
 def _exp_table(alpha, K, dtype=np.complex128):
@@ -203,6 +213,10 @@ class BFRAverager2D(AligningAverager2D):
     batch_size : int, optional
         Classes per batch (default 64); memory is about ``batch_size * n_nbor`` coefficient
         vectors (10 kB each at L = 64).
+    device : {"cpu", "cuda"}, optional
+        Where the expansions and the correlation over all angles run (default "cpu";
+        "cuda" needs CuPy, :mod:`classavg._backend`).  The Newton refinement and the stacking
+        stay on the CPU.
 
     Notes
     -----
@@ -211,13 +225,14 @@ class BFRAverager2D(AligningAverager2D):
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, snr_weighting=True,
-                 batch_size=64):
-        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+                 batch_size=64, device="cpu"):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
+                         device=device)
         self.n_angles = check_n_angles(n_angles)
         self.snr_weighting = check_bool("snr_weighting", snr_weighting)
 
     def __repr__(self):
-        return f"BFRAverager2D(src={self.src!r}, n_angles={self.n_angles})"
+        return f"BFRAverager2D(src={self.src!r}, n_angles={self.n_angles}{self._device_repr()})"
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape
@@ -226,9 +241,11 @@ class BFRAverager2D(AligningAverager2D):
         a = coef[batch.inverse[:, 0]]                          # reference, (b, count)
         if self.snr_weighting:
             a = a * batch.snr_weights().astype(a.real.dtype)
-        h = correlation_spectrum(a[:, None, :], bm, self.basis)   # (b, m, K)
-        C = grid_correlation(h, self.n_angles)
-        n_best = np.argmax(C, axis=-1)
+        xp = array_module(self.device)
+        h = correlation_spectrum(to_device(a[:, None, :], xp), to_device(bm, xp),
+                                 self.basis)                   # (b, m, K)
+        n_best = to_host(xp.argmax(grid_correlation(h, self.n_angles), axis=-1))
+        h = to_host(h)
         step = 2 * np.pi / self.n_angles
         alpha, value = refine_angle(h, n_best * step, step)
         norm = coefficient_norms(a, self.basis)[:, None] * coefficient_norms(bm, self.basis)

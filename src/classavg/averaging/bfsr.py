@@ -49,6 +49,7 @@ import logging
 
 import numpy as np
 
+from .._backend import array_module, namespace_of, to_device, to_host
 from .._validation import check_bool, check_int
 from .base import AligningAverager2D
 from .bfr import (
@@ -173,11 +174,17 @@ class BFSRAverager2D(AligningAverager2D):
         :class:`~classavg.averaging.bfr.BFRAverager2D`).
     batch_size : int, optional
         Classes per batch (default 64).
+    device : {"cpu", "cuda"}, optional
+        Where the expansions and the search over all shifts and angles run (default "cpu";
+        "cuda" needs CuPy, :mod:`classavg._backend`); only the 3 x 3 x 3 neighbourhood of
+        each member's best grid point comes back for the refinement, which stays on the CPU
+        with the stacking.
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
-                 snr_weighting=True, batch_size=64):
-        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+                 snr_weighting=True, batch_size=64, device="cpu"):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
+                         device=device)
         self.snr_weighting = check_bool("snr_weighting", snr_weighting)
         if radius is None:
             radius = max(1, src.L // 32)
@@ -197,7 +204,7 @@ class BFSRAverager2D(AligningAverager2D):
 
     def __repr__(self):
         return (f"BFSRAverager2D(src={self.src!r}, radius={self.radius}, "
-                f"n_angles={self.n_angles})")
+                f"n_angles={self.n_angles}{self._device_repr()})")
 
     @property
     def candidate_shifts(self):
@@ -230,17 +237,42 @@ class BFSRAverager2D(AligningAverager2D):
         return idx
 
     def _spectra(self, A, B):
-        """h[c, t, j, k] = w_k sum_q conj(A[c, t, kq]) B[c, j, kq] -> (b, n_t, m, K)."""
+        """h[c, t, j, k] = w_k sum_q conj(A[c, t, kq]) B[c, j, kq] -> (b, n_t, m, K).
+
+        numpy or CuPy arrays in, the same out."""
+        xp = namespace_of(A)
         basis = self.basis
         b, n_t, _ = A.shape
         m = B.shape[1]
-        h = np.empty((b, n_t, m, basis.kmax + 1), dtype=A.dtype)
-        Ac = np.conj(A)
-        Bt = np.swapaxes(B, 1, 2)
+        h = xp.empty((b, n_t, m, basis.kmax + 1), dtype=A.dtype)
+        Ac = xp.conj(A)
+        Bt = xp.swapaxes(B, 1, 2)
         for k, s in enumerate(basis.k_slices):
-            h[..., k] = np.matmul(Ac[:, :, s], Bt[:, s, :])
+            h[..., k] = xp.matmul(Ac[:, :, s], Bt[:, s, :])
         h[..., 1:] *= 2
         return h
+
+    def _search(self, A, B):
+        """Best grid point of every member, and the spectra of its 3 x 3 shift neighbours.
+
+        Returns ``t_best`` (index into the core shifts) and ``n_best`` (angle index), each
+        (b, m), and ``hn`` (b, m, 9, K) complex128; on :attr:`device`, host arrays out.
+        """
+        xp = array_module(self.device)
+        b, m = B.shape[:2]
+        h = self._spectra(to_device(A, xp), to_device(B, xp))        # (b, n_t, m, K)
+        N, nc = self.n_angles, self._n_core
+        C = grid_correlation(h[:, :nc], N)                           # (b, nc, m, N)
+        C = xp.moveaxis(C, 2, 1).reshape(b, m, nc * N)
+        best = xp.argmax(C, axis=-1)
+        del C
+        t_best, n_best = best // N, best % N                         # (b, m)
+        # h of the 3x3 neighbours of the best t: (b, m, 9, K)
+        nb = to_device(self._nbr, xp)[t_best]                        # (b, m, 9)
+        bi = xp.arange(b)[:, None, None]
+        ji = xp.arange(m)[None, :, None]
+        hn = h[bi, nb, ji]
+        return to_host(t_best), to_host(n_best), to_host(hn).astype(np.complex128)
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape
@@ -250,21 +282,10 @@ class BFSRAverager2D(AligningAverager2D):
         if self.snr_weighting:
             A = A * batch.snr_weights().astype(A.real.dtype)
         B = batch.member_coefficients()                              # (b, m, count)
-        h = self._spectra(A, B)                                      # (b, n_t, m, K)
-        nc = self._n_core
-        C = grid_correlation(h[:, :nc], N)                           # (b, nc, m, N)
-        C = np.moveaxis(C, 2, 1).reshape(b, m, nc * N)
-        best = np.argmax(C, axis=-1)
-        t_best, n_best = np.divmod(best, N)                          # (b, m)
-        del C
-        # h of the 3x3 neighbours of the best t: (b, m, 9, K)
-        nb = self._nbr[t_best]                                       # (b, m, 9)
-        bi = np.arange(b)[:, None, None]
-        ji = np.arange(m)[None, :, None]
-        hn = h[bi, nb, ji].astype(np.complex128)                     # (b, m, 9, K)
+        t_best, n_best, hn = self._search(A, B)
         # correlation at grid angles n-1, n, n+1 for each neighbour, parabola peak value
         ang = (n_best[..., None] + np.array([-1, 0, 1])) * step     # (b, m, 3)
-        E = _exp_table(ang, h.shape[-1])                             # (b, m, 3, K)
+        E = _exp_table(ang, hn.shape[-1])                            # (b, m, 3, K)
         c3 = np.einsum("bmdk,bmak->bmda", hn, E).real                # (b, m, 9, 3)
         # joint quadratic model of the 27 samples in (angle step, x, y) -> peak
         z = quadratic_peak_3d(c3.reshape(b, m, 27))                  # (b, m, 3)

@@ -39,8 +39,8 @@ def add_pipeline_arguments(p):
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in the output folder")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="where the classification kernels run (cuda: NVIDIA GPU, needs "
-                        "pip install 'classavg[gpu]')")
+                   help="where the classification kernels and the averager's alignment "
+                        "search run (cuda: NVIDIA GPU, needs pip install 'classavg[gpu]')")
     dask = p.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run on the Dask cluster of this scheduler (tcp://host:8786); "

@@ -79,7 +79,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         At most one of ``client``, ``scheduler`` and ``dask_local``; the results are the same
         as in one process.
     device : {"cpu", "cuda"}, optional
-        Where the classifier's kernels run (``RIRClass2D(device=...)``).
+        Where the classifier's kernels run (``RIRClass2D(device=...)``) and the averager's
+        alignment search (every preset's averager takes ``device``).
 
     Returns
     -------
@@ -101,6 +102,7 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     t0 = time.perf_counter()
     cas = DefaultClassAvgSource(src, cfg.name, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
                                 classifier_options=dict(batch_size=batch_size, device=device),
+                                averager_options=dict(device=device),
                                 client=client)
     rec = {
         "classavg_version": __version__,

@@ -240,13 +240,15 @@ class DefaultClassAvgSource(ClassAvgSource):
         Replace any part of the preset.
     classifier_options : dict, optional
         Extra ``RIRClass2D`` options (e.g. ``batch_size``).
+    averager_options : dict, optional
+        Extra options of the preset's averager (e.g. ``device``).
     client : dask.distributed.Client, optional
         Run on this Dask cluster (see :class:`ClassAvgSource`).
     """
 
     def __init__(self, src, version=None, *, n_nbor=None, n_classes=None, seed=0,
                  classifier=None, class_selector=None, averager=None,
-                 classifier_options=None, client=None):
+                 classifier_options=None, averager_options=None, client=None):
         preset = get_preset(version)
         self.preset_config = preset
         if classifier is None:
@@ -269,6 +271,7 @@ class DefaultClassAvgSource(ClassAvgSource):
                                "metadata, and phase flipping as the last step); averaging the "
                                "images as given", preset.name, src)
                 aopts.pop("ctf_correction")
+            aopts.update(averager_options or {})
             averager = getattr(averaging, preset.averager)(src, **aopts)
         if class_selector is None:
             class_selector = _make_selector(preset.selector, preset.selector_options,
