@@ -7,6 +7,7 @@ Examples
     python benchmarks/classify.py --n 1000 10000 100000 --snr 0.125     # scaling curve
     python benchmarks/classify.py --n 10000 --snr 0.0625 --ctf --refine none vdm  # VDM
     python benchmarks/classify.py --n 100000 --snr 0.125 --ctf --dask-local 2 --files /tmp/b  # Dask
+    python benchmarks/classify.py --n 100000 --snr 0.125 --ctf --device cuda   # GPU (CuPy)
 
 Data: the built-in molecule simulated at 64 x 64 (Fourier-slice projections, optional CTF with
 7 defocus groups, phase flipped), white noise at the given SNR (then background normalised)
@@ -31,7 +32,7 @@ import numpy as np
 
 
 def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto",
-            refine=None, dask_local=None, files=None):
+            refine=None, dask_local=None, files=None, device="cpu"):
     from classavg import Simulation, set_progress
     from classavg.classification import RIRClass2D
     from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
@@ -70,13 +71,13 @@ def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto
             client.run(lambda: None)                     # workers up before the clock starts
         t0 = time.perf_counter()
         clf = RIRClass2D(data, n_nbor=n_nbor, rerank=rerank, seed=seed, nn=nn,
-                         ctf_correct=ctf_correct, refine=refine)
+                         ctf_correct=ctf_correct, refine=refine, device=device)
         ci, cr, cd = clf.classify(client=client)
         total = time.perf_counter() - t0
     acc = neighbor_accuracy(ci, sim.viewing_directions)
     return {
         "n": n, "L": L, "snr": snr, "ctf": ctf, "n_nbor": n_nbor, "rerank": rerank,
-        "refine": refine, "dask_local": dask_local,
+        "refine": refine, "dask_local": dask_local, "device": device,
         "nn": clf.nn_method_, "ctf_correct": clf.ctf_correct_, "threads": threads,
         "simulate_s": round(t_sim, 2), "classify_s": round(total, 2),
         "stages_s": {k: round(v, 2) for k, v in clf.timings_.items()},
@@ -112,6 +113,8 @@ def main(argv=None):
     p.add_argument("--files", metavar="DIR", default=None,
                    help="write the images to DIR as a RELION STAR file + MRC stack and "
                         "classify those (memory-mapped; how a Dask cluster shares data)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the kernels run (cuda: NVIDIA GPU, needs CuPy)")
     p.add_argument("--fresh", action="store_true", help="each configuration in a subprocess")
     p.add_argument("--json", action="store_true", help="print JSON lines only")
     args = p.parse_args(argv)
@@ -128,7 +131,7 @@ def main(argv=None):
                     cmd += ["--ctf"] if args.ctf else []
                     cmd += ["--ctf-correct", args.ctf_correct]
                     cmd += [] if rr else ["--no-rerank"]
-                    cmd += ["--refine", rf]
+                    cmd += ["--refine", rf, "--device", args.device]
                     if args.dask_local:
                         cmd += ["--dask-local", str(args.dask_local)]
                     if args.files:
@@ -140,7 +143,7 @@ def main(argv=None):
                                   args.seed, args.nn, threads,
                                   {"auto": "auto", "on": True, "off": False}[args.ctf_correct],
                                   None if rf == "none" else rf, args.dask_local,
-                                  args.files)
+                                  args.files, args.device)
                 rows.append(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
