@@ -8,9 +8,8 @@ from scipy.special import jv
 from classavg import Simulation, set_progress
 from classavg.basis import FourierBesselBasis2D
 from classavg.classification import RIRClass2D
-from classavg.classification.ctf_correction import (CTFCorrection, _radial_transforms, _rings,
-                                                    _spd_solve_cg, ctf_groups,
-                                                    is_phase_flipped)
+from classavg.classification._ctf_blocks import _radial_transforms, _rings, _spd_solve_cg
+from classavg.classification.ctf_correction import CTFCorrection, ctf_groups, is_phase_flipped
 from classavg.classification.fspca import estimate_noise_variance
 from classavg.metrics import neighbor_accuracy
 from classavg.sources import ArrayImageSource
