@@ -339,9 +339,25 @@ def score_averages(averages, refs, sim):
 
     clean = sim.clean_images(np.asarray(refs))
     fid = class_average_fidelity(averages, clean, pixel_size=sim.pixel_size)
-    return {"median_correlation": float(fid["median_correlation"]),
-            "median_resolution_A": float(fid["median_resolution"]),
-            "n_averages": int(len(refs))}
+    out = {"median_correlation": float(fid["median_correlation"]),
+           "median_resolution_A": float(fid["median_resolution"]),
+           "n_averages": int(len(refs))}
+    if out["median_correlation"] < 0:
+        # Contrast-inverted averages (ASPIRE's CTF sign, see the module docstring): score
+        # their negatives too, so that the FRC compares the averages' quality, not the sign.
+        neg = class_average_fidelity(-np.asarray(averages), clean, pixel_size=sim.pixel_size)
+        out["negated"] = {"median_correlation": float(neg["median_correlation"]),
+                          "median_resolution_A": float(neg["median_resolution"])}
+    return out
+
+
+def _fmt_fidelity(f):
+    """Median NCC and FRC cells, with the negated averages' figures when inverted."""
+    ncc, res = f"{f['median_correlation']:.3f}", f"{f['median_resolution_A']:.1f}"
+    if "negated" in f:
+        ncc += f" ({f['negated']['median_correlation']:.3f} negated)"
+        res += f" ({f['negated']['median_resolution_A']:.1f} negated)"
+    return f"{ncc} | {res}"
 
 
 def _fmt_stages(st):
@@ -656,16 +672,15 @@ def render(s):
             lines.append(
                 f"| {impl} | {conf} | {t_cls:.1f} | {t_sel:.1f} | {st['averaging']:.1f} | "
                 f"{w['pipeline_s']:.1f} | {e['process']['peak_rss_gb']:.2f} | "
-                f"{f['n_averages']} (selection order) | {f['median_correlation']:.3f} | "
-                f"{f['median_resolution_A']:.1f} | {_pct(a['within_10'])} | "
+                f"{f['n_averages']} (selection order) | {_fmt_fidelity(f)} | "
+                f"{_pct(a['within_10'])} | "
                 f"{_pct(e['selected_accuracy']['within_10'])} |")
             if "fidelity_top" in e:
                 ft = e["fidelity_top"]
                 lines.append(
                     f"| {impl} | same pipeline, classes 0..{ft['n_averages'] - 1} (ASPIRE's "
                     f"TopClassSelector order, untimed extra) | | | {w['top_averaging_s']:.1f} | "
-                    f"| | {ft['n_averages']} | {ft['median_correlation']:.3f} | "
-                    f"{ft['median_resolution_A']:.1f} | | |")
+                    f"| | {ft['n_averages']} | {_fmt_fidelity(ft)} | | |")
         if est is not None:
             lines += ["", f"ASPIRE's default pipeline uses GlobalVarianceClassSelector, which "
                       f"averages all {s['n']} classes; it was replaced by TopClassSelector "
