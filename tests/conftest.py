@@ -19,6 +19,7 @@ def numpy_as_cuda(monkeypatch):
     import classavg._backend as backend
     import classavg.averaging.bfr as bfr
     import classavg.averaging.bfsr as bfsr
+    import classavg.basis.dense as dense
     import classavg.basis.fourier_bessel as fb
     import classavg.classification.bispectrum as bs
     import classavg.classification.neighbors as nb
@@ -26,7 +27,7 @@ def numpy_as_cuda(monkeypatch):
 
     def fake(device):
         return np
-    for mod in (backend, fb, bs, nb, rr, bfr, bfsr):
+    for mod in (backend, dense, fb, bs, nb, rr, bfr, bfsr):
         monkeypatch.setattr(mod, "array_module", fake)
     stand_in = types.ModuleType("numpy_stand_in")
     stand_in.__getattr__ = lambda name: getattr(np, name)

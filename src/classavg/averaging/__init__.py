@@ -33,7 +33,6 @@ Alignment convention (``docs/conventions.md``): member j of class c is mirrored 
 """
 
 from ._transform import (
-    DenseFBTransform,
     MemberTransformer,
     PolarTransformer,
     mirror_images,
@@ -87,7 +86,6 @@ __all__ = [
     "SigmaRejectionImageStacker",
     "WinsorizedImageStacker",
     "MemberTransformer",
-    "DenseFBTransform",
     "PolarTransformer",
     "mirror_images",
     "shift_images",

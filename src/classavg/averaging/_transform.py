@@ -21,10 +21,10 @@ by every aligning averager) works on Fourier-Bessel coefficients: the mirror con
 and its coefficients conjugated), the shift is a Fourier phase shift of the disk-masked image
 before its expansion (skipped for zero shifts, so a member without shift reuses the
 coefficients of its image), and the rotation multiplies the coefficients by
-``exp(-i k angle)``.  Expansion and synthesis use :class:`DenseFBTransform` -- exact pixel
-sums by symmetry-folded dense matrix products, ~2.6 M multiply-adds per 64 x 64 image in
-single BLAS calls, several times faster than the NUFFT route at ``L <= 128`` -- or the
-basis' own NUFFT transforms for larger images.
+``exp(-i k angle)``.  Expansion and synthesis use :class:`~classavg.basis.DenseFBTransform`
+-- exact pixel sums by symmetry-folded dense matrix products, ~2.6 M multiply-adds per
+64 x 64 image in BLAS calls over chunks of images, 6-7x faster than the NUFFT route at
+L = 64 (``benchmarks/expand.py``) -- or the basis' own NUFFT transforms for larger images.
 
 *The polar transformer* (:class:`PolarTransformer`, in :mod:`classavg.averaging._polar`) is
 an exact alternative working on the Fourier transform of the images on the polar grid of the
@@ -49,7 +49,7 @@ import numpy as np
 import scipy.fft
 
 from .._grid import disk_mask
-from ._fb_dense import DenseFBTransform
+from ..basis import DenseFBTransform
 from ._polar import PolarTransformer
 
 __all__ = [
@@ -58,7 +58,6 @@ __all__ = [
     "rotate_images",
     "transform_images",
     "PolarTransformer",
-    "DenseFBTransform",
     "MemberTransformer",
     "transform_members",
 ]
@@ -220,8 +219,9 @@ def transform_images(images, refl, shifts, rotations, basis=None):
 class MemberTransformer:
     """Expand, mirror, shift and rotate class members; the engine of every aligning averager.
 
-    * expansion / synthesis: :class:`DenseFBTransform` for ``L <= dense_max_L`` (exact pixel
-      sums, fastest at these sizes), else the NUFFT transforms of the basis;
+    * expansion / synthesis: :class:`~classavg.basis.DenseFBTransform` for
+      ``L <= dense_max_L`` (exact pixel sums, fastest at these sizes), else the NUFFT
+      transforms of the basis;
     * mirror then shift: the *unmirrored* image is shifted by ``(s_x, -s_y)`` (a Fourier phase
       shift of the box, :func:`shift_images`) and expanded, and its coefficients conjugated
       (``shift(mirror(f), s) == mirror(shift(f, (s_x, -s_y)))``);
@@ -242,10 +242,10 @@ class MemberTransformer:
     chunk : int, optional
         Members transformed at once (bounds the work memory; default 1024).
     device : {"cpu", "cuda"}, optional
-        "cuda" expands on the GPU with :meth:`FourierBesselBasis2D.expand` (its dense
-        product or cuFINUFFT; the same exact pixel sums as the folded CPU product when the
-        basis is dense); the coefficients come back as numpy arrays.  Synthesis stays on
-        the CPU.
+        "cuda" expands on the GPU with :meth:`FourierBesselBasis2D.expand` (the same
+        folded :class:`~classavg.basis.DenseFBTransform` when the basis is dense, else
+        cuFINUFFT); the coefficients come back as numpy arrays.  Synthesis stays on the
+        CPU.
     """
 
     def __init__(self, basis, *, method="auto", dense_max_L=128, chunk=1024, device="cpu"):

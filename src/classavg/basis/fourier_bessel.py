@@ -36,10 +36,11 @@ the NUFFT and FFT plus a small O(L^3) radial step (batched matrix products), as 
 Fourier-Bessel expansion of Zhao & Singer and the FLE of Marshall, Mickelin & Singer.
 
 Small bases (``count * L^2`` up to :data:`DENSE_MAX_ENTRIES`, e.g. L = 64 at any band limit)
-expand faster as one matrix product with the basis functions sampled on the pixels (the
-definition of ``a_kq``; same values to ~1e-6 in float32): at L = 64, 10,000 images, 0.2 s
-instead of 1.0 s at band limit 0.5 and 1.6 s instead of 2.8 s at 1 (2 cores), because BLAS
-runs at full speed where the NUFFT pays for spreading and a 4x oversampled FFT per image.
+expand faster as dense matrix products with the basis functions sampled on the pixels (the
+definition of ``a_kq``; same values to ~1e-6 in float32), folded by the four-fold symmetry of
+the pixel grid (:class:`~classavg.basis.DenseFBTransform`), because BLAS runs at full
+speed where the NUFFT pays for spreading and a 4x oversampled FFT per image.  Timings in
+BENCHMARKS.md.
 
 References
 ----------
@@ -60,13 +61,13 @@ import logging
 import finufft
 import numpy as np
 import scipy.fft
-from scipy.special import jv
 
-from .._grid import centered_grid, disk_mask
+from .._grid import disk_mask
 from .._backend import array_module, fft, to_device, to_host
 from .._threads import single_thread_blas
 from .._validation import check_choice, check_float, check_int
 from ._bessel import barycentric_matrix, bessel_zeros_below, chebyshev_nodes, fb_norms
+from .dense import DenseFBTransform
 
 __all__ = ["FourierBesselBasis2D", "DENSE_MAX_ENTRIES"]
 
@@ -182,9 +183,9 @@ class FourierBesselBasis2D:
         # finufft plans are not picklable (Dask workers rebuild them on first use).
         state = self.__dict__.copy()
         state["_plans"] = {}
-        # The dense matrix travels with the basis (8 MB at L = 64, band limit 0.5): Dask
-        # tasks would otherwise rebuild it per task (0.1-0.8 s each).
-        state["_dense"] = self._dense_matrix() if self.dense_ else None
+        # The dense matrices travel with the basis (2 MB at L = 64, band limit 0.5): Dask
+        # tasks would otherwise rebuild them per task (0.1-0.8 s each).
+        state["_dense"] = self._dense_transform() if self.dense_ else None
         state.pop("_device_arrays", None)
         return state
 
@@ -232,9 +233,7 @@ class FourierBesselBasis2D:
         """
         images, single = self._check_images(images)
         if self.dense_:
-            xp = array_module(device)
-            f = to_device(images.reshape(images.shape[0], -1).astype(self.dtype, copy=False), xp)
-            out = to_host((f @ self._dense_matrix(device)).view(self.complex_dtype))
+            out = to_host(self._dense_transform().expand(images, device=device))
             return out[0] if single else out
         out = np.empty((images.shape[0], self.count), dtype=self.complex_dtype)
         if device != "cpu":
@@ -269,27 +268,11 @@ class FourierBesselBasis2D:
             out[:, s] = g[k] @ fwd[k]
         return out
 
-    def _dense_matrix(self, device="cpu"):
-        """``conj(psi_kq)`` on the pixels (zero outside the disk), (L^2, 2 count) real with
-        interleaved real and imaginary columns, so that ``images @ matrix`` viewed as complex
-        is the coefficients."""
+    def _dense_transform(self):
+        """The symmetry-folded dense transform of this basis (built on first use)."""
         if self._dense is None:
-            y, x = centered_grid(self.L)
-            m = self._mask
-            # J_k depends on the radius only: evaluated once per distinct squared radius.
-            r2, inv = np.unique(np.rint(y[m] ** 2 + x[m] ** 2).astype(np.int64),
-                                return_inverse=True)
-            J = self.norms * jv(self.k, np.sqrt(r2)[:, None] * self.zeros / self.radius)
-            E = np.exp(-1j * np.arange(self.kmax + 1) * np.arctan2(y[m], x[m])[:, None])
-            phi = np.zeros((self.L ** 2, self.count), self.complex_dtype)
-            phi[m.ravel()] = J[inv.ravel()] * E[:, self.k]
-            self._dense = np.ascontiguousarray(phi.view(self.dtype))
-        if device == "cpu":
-            return self._dense
-        cache = self.__dict__.setdefault("_device_arrays", {})
-        if ("dense", device) not in cache:
-            cache[("dense", device)] = to_device(self._dense, array_module(device))
-        return cache[("dense", device)]
+            self._dense = DenseFBTransform(self)
+        return self._dense
 
     def _on(self, device):
         """Mask, radial matrices and twiddles as arrays of ``device`` (copied there once)."""
