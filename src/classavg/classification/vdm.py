@@ -484,12 +484,19 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         s1 = min(s0 + 65536, n)
         score = np.array(sim[s0:s1], dtype=np.float32)
         score[candidates[s0:s1] == np.arange(s0, s1)[:, None]] = -np.inf
-        top[s0:s1] = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
-        if n_initial < K:
+        if n_graph < n_initial < K:
+            # The edges are the best n_graph of the best n_initial: partition the small
+            # table again rather than the whole row.
             best = np.argpartition(-score, n_initial - 1, axis=1)[:, :n_initial]
-            initial[s0:s1] = np.take_along_axis(candidates[s0:s1], best, 1)
+            sub = np.take_along_axis(score, best, 1)
+            top[s0:s1] = np.take_along_axis(
+                best, np.argpartition(-sub, n_graph - 1, axis=1)[:, :n_graph], 1)
         else:
-            initial[s0:s1] = candidates[s0:s1]
+            top[s0:s1] = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
+            best = (np.argpartition(-score, n_initial - 1, axis=1)[:, :n_initial]
+                    if n_initial < K else None)
+        initial[s0:s1] = (candidates[s0:s1] if best is None
+                          else np.take_along_axis(candidates[s0:s1], best, 1))
     edges = np.take_along_axis(candidates, top, 1)
     s_e = np.take_along_axis(sim, top, 1).astype(np.float64)
     d2 = np.maximum(2.0 - 2.0 * s_e, 0.0)
