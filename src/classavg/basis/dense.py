@@ -27,8 +27,9 @@ class DenseFBTransform:
     for ``x -> -x``, the sign of ``y`` for the sine), so the image is folded into four
     signed quadrant sums and each is multiplied by one real matrix of shape
     ``(n_quadrant, count / 2)`` (zero rows outside the disk).  Cost ~ ``L^2 / 4 * count * 2``
-    real multiply-adds per image (2.6 M at L = 64) in single BLAS calls over whole batches;
-    memory the same number of reals (10 MB at L = 64, 160 MB at L = 128), four times less
+    real multiply-adds per image (2.6 M at L = 64, band limit 1) in BLAS calls over chunks
+    of images; memory the same number of reals (10 MB at L = 64, 160 MB at L = 128, shared
+    by every transform of the same basis in a process), four times less
     work and memory than the unfolded ``(L^2, 2 count)`` product.  ``evaluate`` is the
     transpose (the synthesis ``sum_kq w_k Re(a_kq psi_kq)``).  ``expand`` runs on any
     device of :mod:`classavg._backend` (the matrices are copied there once per transform).
