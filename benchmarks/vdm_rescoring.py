@@ -219,7 +219,7 @@ def _genie(sim, imgs, acc, bandlimit=0.5, block=32):
 
 def _graph(cand, alignment, n_graph):
     """The connection matrix of vdm_refine's graph with ``n_graph`` edges per image."""
-    from classavg.classification.vdm import connection_matrix
+    from classavg.classification.vdm import connection_matrix, self_tuning_weights
 
     sim, refl, angle = alignment
     n = cand.shape[0]
@@ -227,9 +227,7 @@ def _graph(cand, alignment, n_graph):
     score[cand == np.arange(n)[:, None]] = -np.inf
     top = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
     edges = np.take_along_axis(cand, top, 1)
-    d2 = np.maximum(2 - 2 * np.take_along_axis(sim, top, 1).astype(np.float64), 0)
-    sigma = np.sqrt(d2.max(1))
-    w = np.exp(-d2 / np.maximum(sigma[:, None] * sigma[edges], 1e-300))
+    w = self_tuning_weights(edges, np.take_along_axis(sim, top, 1))
     return connection_matrix(edges, w, np.take_along_axis(refl, top, 1),
                              np.take_along_axis(angle, top, 1))[0]
 

@@ -11,6 +11,7 @@ from classavg.classification.neighbors import exact_neighbors
 from classavg.classification.rerank import align_candidates, rerank_neighbors
 from classavg.classification.vdm import (
     connection_matrix,
+    self_tuning_weights,
     vdm_affinity,
     vdm_embedding,
     vdm_refine,
@@ -183,3 +184,17 @@ def test_bad_vdm_parameters(kwargs, exc, match):
     cand = np.tile(np.arange(20), (20, 1))
     with pytest.raises(exc, match=match):
         vdm_refine(np.ones((20, 3), np.complex64), np.arange(3), cand, 5, **kwargs)
+
+
+def test_self_tuning_weights():
+    # sigma_i is the distance to the farthest edge: d^2 = 2 - 2 s.
+    edges = np.array([[1, 2], [0, 2], [0, 1]])
+    sim = np.array([[1.0, 0.5], [0.5, 0.0], [0.5, 0.0]])
+    w = self_tuning_weights(edges, sim)
+    sigma = np.sqrt([1.0, 2.0, 2.0])
+    d2 = 2 - 2 * sim
+    expected = np.exp(-d2 / (sigma[:, None] * sigma[edges]))
+    np.testing.assert_allclose(w, expected)
+    # Identical images with no other edge: distance and bandwidth 0 give weight 1.
+    np.testing.assert_array_equal(self_tuning_weights(np.array([[1], [0]]), np.ones((2, 1))),
+                                  np.ones((2, 1)))

@@ -119,9 +119,34 @@ from ._eigensolver import DENSE_EIGEN_MAX_NODES, top_eigenpairs
 from .neighbors import approximate_neighbors, exact_neighbors
 from .rerank import align_candidates
 
-__all__ = ["connection_matrix", "top_eigenpairs", "vdm_embedding", "vdm_affinity", "vdm_refine"]
+__all__ = ["self_tuning_weights", "connection_matrix", "top_eigenpairs", "vdm_embedding",
+           "vdm_affinity", "vdm_refine"]
 
 logger = logging.getLogger(__name__)
+
+def self_tuning_weights(edges, sim):
+    """Self-tuning Gaussian edge weights (Zelnik-Manor & Perona [4]_ of the module).
+
+    Parameters
+    ----------
+    edges : ndarray of int, shape (n, K)
+        Edge ``i -> edges[i, c]``, the K best-correlated neighbours of each image.
+    sim : ndarray, shape (n, K)
+        Their normalised correlations ``s_ij``.
+
+    Returns
+    -------
+    ndarray, float64, shape (n, K)
+        ``w_ij = exp(-d_ij^2 / (sigma_i sigma_j))`` with ``d_ij^2 = 2 - 2 s_ij`` and
+        ``sigma_i`` the distance to image i's farthest edge; 1 where ``d_ij`` and the
+        bandwidth are both 0 (identical images).
+    """
+    d2 = np.maximum(2.0 - 2.0 * np.asarray(sim, np.float64), 0.0)
+    sigma = np.sqrt(d2.max(axis=1))                       # distance to the K-th edge
+    bw = sigma[:, None] * sigma[edges]
+    weights = np.exp(-d2 / np.maximum(bw, np.finfo(np.float64).tiny))
+    return np.where((d2 == 0) & (bw == 0), 1.0, weights)
+
 
 def connection_matrix(edges, weights, refl, angle):
     """Normalised O(2) connection matrix of a directed neighbour graph, symmetrised.
@@ -372,34 +397,24 @@ def vdm_refine(coef, k, candidates, n_nbor, *, n_graph=10, n_eigs=48, n_search_e
         s1 = min(s0 + 65536, n)
         score = np.array(sim[s0:s1], dtype=np.float32)
         score[candidates[s0:s1] == np.arange(s0, s1)[:, None]] = -np.inf
-        if n_graph < n_initial < K:
+        best = _top(score, n_initial, ordered=False)
+        initial[s0:s1] = np.take_along_axis(candidates[s0:s1], best, 1)
+        if n_graph <= n_initial:
             # The edges are the best n_graph of the best n_initial: partition the small
             # table again rather than the whole row.
-            best = np.argpartition(-score, n_initial - 1, axis=1)[:, :n_initial]
             sub = np.take_along_axis(score, best, 1)
-            top[s0:s1] = np.take_along_axis(
-                best, np.argpartition(-sub, n_graph - 1, axis=1)[:, :n_graph], 1)
+            top[s0:s1] = np.take_along_axis(best, _top(sub, n_graph, ordered=False), 1)
         else:
-            top[s0:s1] = np.argpartition(-score, n_graph - 1, axis=1)[:, :n_graph]
-            best = (np.argpartition(-score, n_initial - 1, axis=1)[:, :n_initial]
-                    if n_initial < K else None)
-        initial[s0:s1] = (candidates[s0:s1] if best is None
-                          else np.take_along_axis(candidates[s0:s1], best, 1))
+            top[s0:s1] = _top(score, n_graph, ordered=False)
     edges = np.take_along_axis(candidates, top, 1)
-    s_e = np.take_along_axis(sim, top, 1).astype(np.float64)
-    d2 = np.maximum(2.0 - 2.0 * s_e, 0.0)
-    sigma = np.sqrt(d2.max(axis=1))                       # distance to the n_graph-th edge
-    bw = sigma[:, None] * sigma[edges]
-    tiny = np.finfo(np.float64).tiny
-    weights = np.exp(-d2 / np.maximum(bw, tiny))
-    weights = np.where((d2 == 0) & (bw == 0), 1.0, weights)
+    weights = self_tuning_weights(edges, np.take_along_axis(sim, top, 1))
     S, degree = connection_matrix(edges, weights, np.take_along_axis(refl, top, 1),
                                   np.take_along_axis(angle, top, 1))
     # Only the isolated nodes' rows of the alignment are used from here on; the full
     # n x K tables (9 bytes per entry) go before the eigen-solve, the memory peak at large n.
     isolated = np.flatnonzero(degree == 0)
     sim_iso, refl_iso, cand_iso = sim[isolated], refl[isolated], candidates[isolated]
-    del alignment, sim, refl, angle, top, edges, s_e, d2, bw, weights
+    del alignment, sim, refl, angle, top, edges, weights
     if S.shape[0] // 2 > DENSE_EIGEN_MAX_NODES:
         S = S.astype(np.float32)          # what the iterative solver uses; frees the float64
     z, lam = vdm_embedding(S, n_eigs, t=t, solver=solver, seed=seed, tol=tol)
