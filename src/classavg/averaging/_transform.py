@@ -48,6 +48,7 @@ import logging
 import numpy as np
 import scipy.fft
 
+from .._backend import to_host
 from .._grid import disk_mask
 from ..basis import DenseFBTransform
 from ._polar import PolarTransformer
@@ -242,10 +243,9 @@ class MemberTransformer:
     chunk : int, optional
         Members transformed at once (bounds the work memory; default 1024).
     device : {"cpu", "cuda"}, optional
-        "cuda" expands on the GPU with :meth:`FourierBesselBasis2D.expand` (the same
-        folded :class:`~classavg.basis.DenseFBTransform` when the basis is dense, else
-        cuFINUFFT); the coefficients come back as numpy arrays.  Synthesis stays on the
-        CPU.
+        "cuda" runs the expansion chosen by ``method`` on the GPU (the dense transform, or
+        :meth:`FourierBesselBasis2D.expand` with cuFINUFFT); the coefficients come back as
+        numpy arrays.  Synthesis stays on the CPU.
     """
 
     def __init__(self, basis, *, method="auto", dense_max_L=128, chunk=1024, device="cpu"):
@@ -263,12 +263,10 @@ class MemberTransformer:
         self.complex_dtype = np.result_type(self.dtype, np.complex64)
 
     def expand(self, images):
-        """Fourier-Bessel coefficients (n, count) of images (n, L, L)."""
-        if self.device != "cpu":
-            return self.basis.expand(images, device=self.device)
+        """Fourier-Bessel coefficients (n, count) of images (n, L, L), a numpy array."""
         if self._dense is not None:
-            return self._dense.expand(images)
-        return self.basis.expand(images)
+            return to_host(self._dense.expand(images, device=self.device))
+        return self.basis.expand(images, device=self.device)
 
     def evaluate(self, coef):
         """Images (n, L, L) from coefficients (n, count)."""

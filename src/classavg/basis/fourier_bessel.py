@@ -113,7 +113,7 @@ class FourierBesselBasis2D:
         1 for k = 0 and 2 for k > 0: ``sum(weights * |a|^2)`` is the image energy in the disk,
         and ``Re sum(weights * conj(a) * b)`` the pixel inner product.
     dense_ : bool
-        Whether :meth:`expand` uses the dense matrix (see ``method``).
+        Whether :meth:`expand` uses the dense transform (see ``method``).
     """
 
     def __init__(self, L, *, bandlimit=1.0, dtype=np.float32, eps=None, batch_size=256,
@@ -228,8 +228,9 @@ class FourierBesselBasis2D:
         Returns
         -------
         ndarray, complex, shape (n, count) (or (count,) for one image)
-            ``a_kq = <f, psi_kq>``, ordered as ``self.k``, ``self.q``; by one dense matrix
-            product when :attr:`dense_`, else by the NUFFT-based fast transform.
+            ``a_kq = <f, psi_kq>``, ordered as ``self.k``, ``self.q``; by the folded dense
+            products of :class:`~classavg.basis.DenseFBTransform` when :attr:`dense_`, else
+            by the NUFFT-based fast transform.
         """
         images, single = self._check_images(images)
         if self.dense_:
