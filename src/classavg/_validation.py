@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from ._errors import ParameterError
+
 __all__ = [
     "check_int",
     "check_float",
@@ -20,6 +22,9 @@ __all__ = [
 
 
 def _fail(name, expectation, value, exc=ValueError):
+    # A bad value is the user's (ParameterError: one line on the command line); a bad type is
+    # a programming error (plain TypeError: keeps its traceback).
+    exc = ParameterError if exc is ValueError else exc
     raise exc(f"{name} must be {expectation}, got {value!r}")
 
 

@@ -10,7 +10,7 @@ import pytest
 import starfile
 
 from classavg.cli.main import main
-from classavg.io import RelionSource
+from classavg.io import OutputError, RelionSource
 from classavg.pipeline import list_presets, read_class_table, run_classavg
 
 
@@ -96,7 +96,7 @@ def test_interrupted_run_leaves_nothing_finished(tmp_path, small_source, monkeyp
 
 def test_refuses_to_overwrite_a_finished_run(finished_run, small_source):
     _, _, out = finished_run
-    with pytest.raises(FileExistsError, match="already holds a finished run"):
+    with pytest.raises(OutputError, match="already holds a finished run"):
         run_classavg(small_source, out, n_nbor=8, n_classes=5)
 
 

@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 
 from ..io import RelionSource
+from ..io._outdir import check_output_dir
 from ..pipeline import prepare_source, run_classavg
-from ..sources.simulation import simulate_dataset
+from ..pipeline.outputs import OUTPUT_NAMES
+from ..sources.simulation import STACK_NAME, simulate_dataset
 from .run import add_pipeline_arguments, dask_arguments
 
 
@@ -30,6 +32,10 @@ def run(args):
     out = Path(args.output)
     data = out / "data"
     star = data / "particles.star"
+    # The folders are checked before the simulation (a demo replaces an earlier demo only).
+    check_output_dir(out, OUTPUT_NAMES, overwrite=True, marker="run.json",
+                     flag="another --output")
+    check_output_dir(data, ("particles.star", STACK_NAME, "ground_truth.npz"), overwrite=True)
     simulate_dataset(data, n=args.n, L=args.L, snr=args.snr, ctf=True, seed=args.seed,
                      overwrite=True)
     src = RelionSource(star)

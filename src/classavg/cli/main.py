@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from .._errors import UserInputError
 from .._version import __version__
 from .._progress import set_progress
 
@@ -23,7 +24,7 @@ SUBCOMMANDS = ("demo", "run", "simulate", "info", "presets")
 logger = logging.getLogger("classavg")
 
 
-class UserError(Exception):
+class UserError(UserInputError):
     """An error caused by the user's input: printed as one line, no traceback."""
 
 
@@ -54,14 +55,24 @@ def main(argv=None) -> int:
         set_progress(False)
     try:
         return int(args._run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (UserInputError, OSError) as exc:
+        # Bad input, options, output folders, missing extras and operating-system errors
+        # (permissions, a full disk: the message names the path) are the user's to fix: one
+        # line.  Anything else is a bug in classavg and keeps its traceback.
         if args.verbose > 1:
             raise
-        print(f"classavg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"classavg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"classavg {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc):
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename!r}"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -55,7 +55,12 @@ def dask_arguments(args):
 
 
 def run(args):
-    get_preset(args.preset)                       # fail fast on an unknown preset
+    from .main import UserError
+
+    try:
+        get_preset(args.preset)                   # fail fast on an unknown preset
+    except ValueError as exc:
+        raise UserError(f"--preset: {exc}") from exc
     src = RelionSource(args.particles, data_dir=args.data_dir)
     src, steps = prepare_source(src, phase_flip=args.phase_flip, downsample=args.downsample,
                                 invert_contrast=args.invert_contrast)

@@ -49,18 +49,19 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Run ``classavg simulate`` with parsed ``args``; return the exit code."""
-    from ..sources.simulation import simulate_dataset
-    from .main import UserError
+    from ..io._outdir import check_output_dir, os_errors_name
+    from ..sources.simulation import STACK_NAME, simulate_dataset
 
-    try:
+    # The folder first (seconds), the rendering after; the map given is never replaced.
+    check_output_dir(args.output, ("particles.star", STACK_NAME, "ground_truth.npz"),
+                     inputs=[args.volume], overwrite=args.overwrite)
+    with os_errors_name(args.output):
         sim = simulate_dataset(
             args.output, args.n, args.L, snr=args.snr, volume=args.volume, ctf=args.ctf,
             n_defocus_groups=args.defocus_groups, defocus_range=tuple(args.defocus_range),
             max_shift=args.max_shift, pixel_size=args.pixel_size, seed=args.seed,
             dtype=np.float64 if args.float64 else np.float32, batch_size=args.batch_size,
             overwrite=args.overwrite)
-    except FileExistsError as exc:
-        raise UserError(str(exc)) from exc
     noise = "no noise" if sim.snr is None else f"SNR {sim.snr:g}"
     print(f"wrote {sim.n} images of {sim.L}x{sim.L} px ({sim.pixel_size:g} A/px, {noise}"
           f"{', CTF' if sim.has_ctf else ''}) to {args.output}")

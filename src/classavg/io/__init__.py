@@ -6,7 +6,7 @@ RELION 3.1 STAR file plus an MRC stack) and :func:`dataset_summary`.  Every bad-
 derives from :class:`DataError` (a ``ValueError``).
 """
 
-from ._errors import DataError, DataFileNotFoundError, StackError, StarFileError
+from ._errors import DataError, DataFileNotFoundError, OutputError, StackError, StarFileError
 from .mrc import clear_stack_cache, read_stack_header, read_stack_images, write_stack
 from .relion import RelionSource, dataset_summary, save_source
 from .star import parse_image_names, read_particle_star, read_star
@@ -19,6 +19,7 @@ __all__ = [
     "StarFileError",
     "StackError",
     "DataFileNotFoundError",
+    "OutputError",
     "read_star",
     "read_particle_star",
     "parse_image_names",

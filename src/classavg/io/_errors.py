@@ -1,17 +1,21 @@
-"""Exceptions raised for bad input data (STAR files, MRC stacks).
+"""Exceptions raised for bad input data (STAR files, MRC stacks) and refused output folders.
 
-Every class derives from :class:`DataError`, itself a :class:`ValueError`, so callers can catch
-all data problems at once.  Missing files additionally derive from :class:`FileNotFoundError`.
-Messages name the file, the row (1-based STAR data row and ``rlnImageName``) or the field, and
-what was expected.
+Every data class derives from :class:`DataError`, itself a :class:`ValueError`, so callers can
+catch all data problems at once.  Missing files additionally derive from
+:class:`FileNotFoundError`.  Messages name the file, the row (1-based STAR data row and
+``rlnImageName``) or the field, and what was expected.  Both :class:`DataError` and
+:class:`OutputError` belong to :class:`classavg._errors.UserInputError`, the family the command
+line reports as one line.
 """
 
 from __future__ import annotations
 
-__all__ = ["DataError", "StarFileError", "StackError", "DataFileNotFoundError"]
+from .._errors import UserInputError
+
+__all__ = ["DataError", "StarFileError", "StackError", "DataFileNotFoundError", "OutputError"]
 
 
-class DataError(ValueError):
+class DataError(UserInputError, ValueError):
     """Base class of every error caused by bad input data."""
 
 
@@ -25,3 +29,9 @@ class StackError(DataError):
 
 class DataFileNotFoundError(DataError, FileNotFoundError):
     """A STAR file or an image stack it refers to does not exist."""
+
+
+class OutputError(UserInputError, ValueError):
+    """An output folder cannot be used: it holds a finished run (without overwrite) or files
+    classavg did not write, the outputs would replace an input, it is a file, or it is not
+    writable."""

@@ -34,16 +34,21 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import starfile
 
+from ..io._outdir import (check_output_dir, make_stage, os_errors_name,
+                          remove_previous_outputs, sigterm_exits, source_files)
 from ..io.relion import save_source
 
-__all__ = ["write_outputs", "read_class_table", "particle_partition"]
+__all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES"]
+
+#: Every file a run may write into its output folder (``run.json`` last).
+OUTPUT_NAMES = ("class_averages.mrcs", "class_averages.star", "classes.star",
+                "class_table.npz", "particles.star", "report.html", "run.json")
 
 logger = logging.getLogger(__name__)
 
@@ -172,27 +177,37 @@ def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_s
     dict
         Output name -> path.
     """
-    out = Path(out_dir)
-    if (out / "run.json").exists() and not overwrite:
-        raise FileExistsError(f"{str(out)!r} already holds a finished run (run.json); choose "
-                              "another output folder or pass overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    stage = out / f".classavg-partial-{uuid.uuid4().hex[:8]}"
-    stage.mkdir()
-    try:
-        paths = _write_all(cas, stage, record, report, batch_size)
-        (out / "run.json").unlink(missing_ok=True)          # the old marker goes first
-        final = {}
-        for name, p in paths.items():
-            if name != "run.json":
-                final[name] = out / p.name
-                os.replace(p, final[name])
-        final["run.json"] = out / "run.json"
-        os.replace(paths["run.json"], final["run.json"])
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    # The checks of run_classavg again (a direct caller may not have made them); see
+    # classavg.io._outdir for the rules and the staging.
+    out = check_output_dir(out_dir, OUTPUT_NAMES, inputs=source_files(cas.src),
+                           overwrite=overwrite, marker="run.json", flag="overwrite=True")
+    with sigterm_exits(), os_errors_name(out):
+        stage = make_stage(out)
+        try:
+            paths = _write_all(cas, stage, record, report, batch_size)
+            _list_outputs(paths)
+            # the old run goes first, its marker first: nothing of it stays beside the new one
+            remove_previous_outputs(out, set(paths), OUTPUT_NAMES)
+            final = {}
+            for name, p in paths.items():
+                if name != "run.json":
+                    final[name] = out / p.name
+                    os.replace(p, final[name])
+            final["run.json"] = out / "run.json"
+            os.replace(paths["run.json"], final["run.json"])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     logger.info("wrote %s", ", ".join(str(p) for p in final.values()))
     return final
+
+
+def _list_outputs(paths):
+    """Add the names written to ``run.json``: the next run replaces exactly those."""
+    with open(paths["run.json"], encoding="utf-8") as f:
+        rec = json.load(f)
+    rec["outputs"] = sorted(paths)
+    with open(paths["run.json"], "w", encoding="utf-8") as f:
+        json.dump(rec, f, indent=2)
 
 
 def _write_all(cas, stage, record, report, batch_size):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import logging
 import platform
 import time
 from pathlib import Path
 
+from .._errors import MissingDependencyError, ParameterError
 from .._parallel import client_workers, dask_client
 from .._validation import check_int
 from .._version import __version__
-from .outputs import write_outputs
+from ..io._outdir import check_output_dir, source_files
+from .outputs import OUTPUT_NAMES, write_outputs
 from .presets import get_preset
 from .source import DefaultClassAvgSource
 
-__all__ = ["run_classavg", "prepare_source"]
+__all__ = ["run_classavg", "prepare_source", "check_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +32,24 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
     CTF metadata).  Phase flipping last keeps the raw, normalised images one step up the
     chain (``src.parent``), where CTF-aware (Wiener) averaging reads them.  Returns the new
     source and a list describing the steps.
+
+    Raises
+    ------
+    ParameterError
+        ``downsample`` is larger than the image size (equal is a no-op), or ``phase_flip``
+        is asked of a source without CTF parameters.
     """
     steps = []
-    if downsample is not None and downsample < src.L:
+    if downsample is not None:
+        downsample = check_int("downsample", downsample, min=2)
+        if downsample > src.L:
+            raise ParameterError(f"downsample must be at most the image size ({src.L} px) of "
+                                 f"{src!r}, got {downsample}; Fourier cropping cannot enlarge")
+    if phase_flip and not src.has_ctf:
+        raise ParameterError(f"phase_flip needs CTF parameters, but {src!r} has none "
+                             "(rlnDefocusU, rlnDefocusV, rlnDefocusAngle, rlnVoltage, "
+                             "rlnSphericalAberration, rlnAmplitudeContrast)")
+    if downsample is not None and downsample < src.L:   # == L: nothing to do
         src = src.downsample(downsample)
         steps.append(f"downsample({downsample})")
     if invert_contrast:
@@ -86,8 +104,17 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     -------
     (ClassAvgSource, dict)
         The class-average source and the written paths.
+
+    Raises
+    ------
+    OutputError, ParameterError, MissingDependencyError
+        Before any computation (:func:`check_run`).
     """
     cfg = get_preset(preset)
+    # Everything knowable about the options and the output folder is checked before the
+    # classification (hours at scale): see check_run.
+    check_run(src, out_dir, overwrite=overwrite, n_nbor=n_nbor, scheduler=scheduler,
+              dask_local=dask_local, device=device)
     if dask_local is not None:
         dask_local = check_int("dask_local", dask_local, min=1)
     if sum(x is not None for x in (client, scheduler, dask_local)) > 1:
@@ -130,3 +157,41 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)
     logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)
     return cas, {k: Path(v) for k, v in paths.items()}
+
+
+def check_run(src, out_dir, *, overwrite=False, n_nbor=None, scheduler=None, dask_local=None,
+              device="cpu"):
+    """The checks :func:`run_classavg` makes before any computation (seconds at most).
+
+    The output folder (:func:`classavg.io._outdir.check_output_dir`: not a file, writable,
+    no finished run unless ``overwrite``, no file classavg did not write, no output that would
+    replace one of ``src``'s input files; stale staging folders removed), the class size
+    against the number of images, and that Dask (``scheduler``/``dask_local``) and CuPy
+    (``device="cuda"``) are installed when asked for.
+
+    Raises
+    ------
+    OutputError
+        The output folder is refused.
+    ParameterError
+        ``n_nbor`` is not smaller than the number of images.
+    MissingDependencyError
+        Dask or CuPy is asked for but not installed.
+    """
+    if n_nbor is not None and check_int("n_nbor", n_nbor, min=1) >= src.n:
+        raise ParameterError(f"n_nbor must be smaller than the number of images ({src.n}), "
+                             f"got {n_nbor}")
+    if scheduler is not None or dask_local is not None:
+        try:
+            importlib.import_module("dask.distributed")
+        except ImportError:
+            raise MissingDependencyError("Dask execution (--scheduler / --dask-local) needs "
+                                         "dask.distributed: pip install 'classavg[dask]'")
+    if device == "cuda":
+        from .._backend import check_device
+        try:
+            check_device(device)
+        except ImportError as exc:
+            raise MissingDependencyError(str(exc)) from exc
+    check_output_dir(out_dir, OUTPUT_NAMES, inputs=source_files(src), overwrite=overwrite,
+                     marker="run.json", flag="--overwrite (overwrite=True)")
