@@ -90,6 +90,9 @@ def read_stack_header(path) -> StackHeader:
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"MRC stack {str(path)!r} does not exist")
+    # The sizes first, from the 1024 header bytes alone: mrcfile would allocate the extended
+    # header the file claims (2 GiB for a 17 KB file, or for /etc/passwd) before any check.
+    expected, size = _check_sizes(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -119,11 +122,52 @@ def read_stack_header(path) -> StackHeader:
     if size < expected:
         raise StackError(f"MRC stack {str(path)!r} is truncated: {size} bytes, expected at least "
                          f"{expected} for {nz} images of {ny}x{nx} pixels in mode {mode}")
+    if size > expected:
+        logger.warning("MRC stack %s is larger than its header says: %d bytes, expected %d for "
+                       "%d images of %dx%d pixels in mode %d (extra bytes are ignored)",
+                       path, size, expected, nz, ny, nx, mode)
     if notes:
         logger.warning("MRC stack %s: %s", path, notes)
     if not np.isfinite(voxel) or voxel < 0:
         voxel = 0.0
     return StackHeader(path=path, n=nz, ny=ny, nx=nx, mode=mode, voxel_size=voxel)
+
+
+def _check_sizes(path):
+    """``(expected, actual)`` file size of an MRC file from its raw header, checked.
+
+    Reads only the 1024-byte header: grid (words 1-3), mode (4) and extended-header size
+    (``nsymbt``, word 24), in the byte order of the machine stamp (byte 213: 0x11 is big
+    endian).  Raises StackError when the file is shorter than the header, the mode is not
+    supported, a size is negative, or the file is shorter than header + extended header +
+    data: nothing is allocated from the header's claims.
+    """
+    size = path.stat().st_size
+    if size < _HEADER_BYTES:
+        raise StackError(f"MRC stack {str(path)!r} has {size} bytes, fewer than the "
+                         f"{_HEADER_BYTES}-byte MRC header; expected an MRC/MRCS file")
+    with open(path, "rb") as f:
+        head = f.read(_HEADER_BYTES)
+    order = ">" if head[212] == 0x11 else "<"
+    words = np.frombuffer(head, dtype=order + "i4", count=24)
+    nx, ny, nz, mode = (int(w) for w in words[:4])
+    nsymbt = int(words[23])
+    if mode not in SUPPORTED_MODES:
+        raise StackError(
+            f"MRC stack {str(path)!r} has data mode {mode}; expected one of "
+            f"{sorted(SUPPORTED_MODES)} (int8, int16, float32, uint16, float16)"
+            + ("" if head[208:212] == b"MAP " else " (no 'MAP ' identifier: not an MRC file?)"))
+    if min(nx, ny, nz) < 1 or nsymbt < 0:
+        raise StackError(f"MRC stack {str(path)!r} has an empty or negative grid nx={nx} "
+                         f"ny={ny} nz={nz} (extended header {nsymbt} bytes); expected positive "
+                         "sizes")
+    itemsize = np.dtype(SUPPORTED_MODES[mode]).itemsize
+    expected = _HEADER_BYTES + nsymbt + nx * ny * nz * itemsize      # Python ints: exact
+    if size < expected:
+        raise StackError(f"MRC stack {str(path)!r} is truncated: {size} bytes, expected at least "
+                         f"{expected} ({_HEADER_BYTES} header + {nsymbt} extended header + "
+                         f"{nz} images of {ny}x{nx} pixels in mode {mode})")
+    return expected, size
 
 
 def _default_cache_size():
