@@ -197,3 +197,8 @@ def test_simulate_never_replaces_its_volume(tmp_path, capsys):
     _refused(capsys, ["simulate", "-o", str(tmp_path), "--n", "4", "--L", "8", "--volume",
                       str(vol), "--overwrite"], "would replace the input")
     assert _snapshot(tmp_path) == before
+
+
+def test_rir_class2d_of_an_array_names_the_fix():
+    with pytest.raises(TypeError, match="ImageSource.*ArrayImageSource"):
+        RIRClass2D(np.zeros((20, 16, 16), np.float32))

@@ -188,3 +188,65 @@ def test_unparsable_star(tmp_path):
     star.write_text("data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n1@a.mrcs 1 2 3 4\n")
     with pytest.raises(DataError, match="garbage.star"):
         RelionSource(star)
+
+
+# -- issue 18: labels, junk, repeated names, CTF values, image numbers, ambiguous stacks ----
+def test_duplicated_label_is_refused(make):
+    star = make(["1@s.mrcs 10 20", "2@s.mrcs 11 21"], stacks={"s.mrcs": _zeros(2)},
+                labels=["rlnImageName", "rlnAngleRot", "rlnAngleRot"])
+    with pytest.raises(StarFileError, match="bad.star.*_rlnAngleRot more than once"):
+        RelionSource(star)
+
+
+def test_duplicated_image_name_label_is_refused(make):
+    star = make(["1@s.mrcs 1@s.mrcs"], stacks={"s.mrcs": _zeros(1)},
+                labels=["rlnImageName", "rlnImageName"])
+    with pytest.raises(StarFileError, match="_rlnImageName more than once"):
+        RelionSource(star)
+
+
+def test_repeated_image_names_are_refused(make):
+    star = make(["1@s.mrcs", "2@s.mrcs", "1@s.mrcs"], stacks={"s.mrcs": _zeros(2)})
+    with pytest.raises(StarFileError, match=r"bad.star.*_rlnImageName repeats '1@s.mrcs' on "
+                                            r"rows 1, 3"):
+        RelionSource(star)
+
+
+def test_binary_junk_is_not_a_text_star_file(tmp_path):
+    star = tmp_path / "junk.star"
+    star.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    with pytest.raises(StarFileError, match="junk.star.*not a text STAR file"):
+        RelionSource(star)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "abc"])
+def test_non_finite_ctf_value_names_row_and_label(make, value):
+    labels = ["rlnImageName", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
+              "rlnSphericalAberration", "rlnAmplitudeContrast"]
+    star = make(["1@s.mrcs 10000 10000 0 300 2.7 0.1",
+                 f"2@s.mrcs {value} 10000 0 300 2.7 0.1"], stacks={"s.mrcs": _zeros(2)},
+                labels=labels)
+    with pytest.raises(StarFileError, match="bad.star.*row 2.*_rlnDefocusU.*finite"):
+        RelionSource(star)
+
+
+@pytest.mark.parametrize("name", ["1e20@s.mrcs", "99999999999999999999@s.mrcs", "1e2@s.mrcs"])
+def test_absurd_image_numbers_name_row_label_and_form(make, name):
+    star = make(["1@s.mrcs", name], stacks={"s.mrcs": _zeros(1)})
+    with pytest.raises(StarFileError, match=r"bad.star.*row 2.*_rlnImageName.*N@stack.mrcs"):
+        RelionSource(star)
+
+
+def test_stack_found_twice_warns_naming_both(make, tmp_path, monkeypatch, caplog, helpers):
+    import logging
+
+    star = make(["1@s.mrcs"], stacks={"s.mrcs": _zeros(1)})
+    cwd = tmp_path / "elsewhere"
+    helpers.write_mrcs(cwd / "s.mrcs", np.ones((1, 8, 8), np.float32))
+    monkeypatch.chdir(cwd)
+    with caplog.at_level(logging.WARNING, logger="classavg.io._paths"):
+        src = RelionSource(star)
+    assert src.images[0].max() == 1.0                  # "as given" (the working folder) wins
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "more than one file" in msg and str(cwd / "s.mrcs") in msg
+    assert str(tmp_path / "s.mrcs") in msg

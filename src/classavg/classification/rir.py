@@ -22,6 +22,7 @@ from .._parallel import block_map
 from .._progress import progress
 from .._validation import check_choice, check_float, check_int, check_random_state
 from ..basis import FourierBesselBasis2D
+from ..sources.base import ImageSource
 from .base import Class2D
 from .bispectrum import BispectrumPCA
 from .ctf_correction import CTFCorrection
@@ -145,6 +146,9 @@ class RIRClass2D(Class2D):
                  sample_n=4000, alpha=1 / 3, nn="auto", seed=0, batch_size=1024,
                  fit_size=10_000, basis=None, bandlimit=0.5, rerank=True, n_candidates=None,
                  ctf_correct="auto", phase_flipped="auto", refine=None, device="cpu"):
+        if not isinstance(src, ImageSource):  # an array would fail later, obscurely
+            raise TypeError(f"src must be an ImageSource, got {type(src).__name__}; wrap "
+                            "arrays as ArrayImageSource(images)")
         super().__init__(src)
         n = src.n
         self.n_nbor = check_int("n_nbor", n_nbor, min=1)

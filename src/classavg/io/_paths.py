@@ -8,11 +8,19 @@ not the STAR file's folder.  A stack named ``Particles/mic1.mrcs`` is looked for
 3. relative to the user's ``data_dir``;
 4. the bare file name (``mic1.mrcs``) in ``data_dir``;
 5. the bare file name in the STAR file's folder.
+
+The first existing file wins.  When another candidate is a different existing file (a stack of
+the same relative name in the working directory and beside the STAR file), a warning names both:
+pass ``data_dir`` or run from the RELION project folder to make the choice explicit.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["stack_candidates", "resolve_stack_path"]
 
@@ -52,7 +60,21 @@ def resolve_stack_path(name, star_dir, data_dir=None, cwd=None):
     """Return ``(path, tried)``: the first existing candidate (absolute) or None, and the
     candidates tried."""
     tried = stack_candidates(name, star_dir, data_dir, cwd)
-    for cand in tried:
-        if cand.is_file():
-            return cand.resolve(), tried
-    return None, tried
+    found = [c for c in tried if c.is_file()]
+    if not found:
+        return None, tried
+    first = found[0].resolve()
+    others = [c for c in found[1:] if not _same(c, first)]
+    if others:
+        logger.warning("stack %r resolves to more than one file: using %s (the first of: as "
+                       "given, relative to the STAR folder, to data_dir, bare name in "
+                       "data_dir, in the STAR folder), not %s", name, first,
+                       ", ".join(str(o.resolve()) for o in others))
+    return first, tried
+
+
+def _same(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -109,6 +109,7 @@ class RelionSource(ImageSource):
         self.star_version = table.version
         md = table.particles
         self._names = md["rlnImageName"].astype(str).to_numpy(dtype=object)
+        _check_rows(md, self._names, self.star_path)
         local, stacks, bare = parse_image_names(self._names, self.star_path)
         codes, uniques = pd.factorize(pd.Series(stacks, dtype=object))
         self._local = local
@@ -280,6 +281,35 @@ class RelionSource(ImageSource):
     def __repr__(self):
         return (f"RelionSource({str(self.star_path)!r}, n={self.n}, L={self.L}, "
                 f"pixel_size={self.pixel_size:g}, RELION {self.star_version})")
+
+
+#: Numeric labels the CTF is computed from: each must be finite on every row.
+_CTF_LABELS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
+               "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnPhaseShift",
+               "rlnCtfBfactor")
+
+
+def _check_rows(md, names, star_path):
+    """Refuse repeated image names and non-finite CTF values, naming file, row and label."""
+    where = f"STAR file {str(star_path)!r}"
+    dup = pd.Series(names, dtype=object).duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        value = names[rows[0]]
+        same = np.flatnonzero(names == value)[:5] + 1
+        raise StarFileError(f"{where}: label _rlnImageName repeats {value!r} on rows "
+                            f"{', '.join(map(str, same))} ({int(dup.sum())} rows share a name); "
+                            "expected each particle image once")
+    for label in _CTF_LABELS:
+        if label not in md.columns:
+            continue
+        values = pd.to_numeric(md[label], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise StarFileError(f"{where}: row {r + 1} (rlnImageName {names[r]!r}), label "
+                                f"_{label}: {_plain(md[label].iloc[r])!r}; expected a finite "
+                                "number")
 
 
 # -- writing ------------------------------------------------------------------------------

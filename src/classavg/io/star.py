@@ -14,6 +14,7 @@ returns them).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def read_star(path) -> dict:
     if not path.is_file():
         raise DataFileNotFoundError(f"STAR file {str(path)!r} does not exist"
                                     + (" (it is a directory)" if path.is_dir() else ""))
+    _check_text(path)
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile/pandas raise many types on malformed input
@@ -107,6 +109,35 @@ def read_star(path) -> dict:
             block = pd.DataFrame([block])
         out[name] = block.reset_index(drop=True)
     return out
+
+
+_LABEL_OR_BLOCK = re.compile(rb"^[ \t]*(data_\S*|_[A-Za-z]\w*)", re.MULTILINE)
+
+
+def _check_text(path):
+    """Refuse binary files and duplicated labels before parsing (starfile accepts both:
+    junk reads as an empty file, a repeated label as a second column of the same name)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    head = raw[:1 << 16]
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, 0, 1, "NUL byte")
+        head.decode("utf-8") if len(raw) <= len(head) else raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StarFileError(f"STAR file {str(path)!r} is not a text STAR file (binary bytes "
+                            f"at offset {exc.start}); expected RELION STAR text "
+                            "(data_ blocks, loop_, _rln labels)") from None
+    block, seen = "", set()
+    for m in _LABEL_OR_BLOCK.finditer(raw):
+        token = m.group(1).decode("utf-8")
+        if token.startswith("data_"):
+            block, seen = token, set()
+        elif token in seen:
+            raise StarFileError(f"STAR file {str(path)!r}: block {block or 'data_'} lists label "
+                                f"{token} more than once; expected each label once per block")
+        else:
+            seen.add(token)
 
 
 def _select_particle_block(blocks, path):
@@ -287,11 +318,21 @@ def parse_image_names(names, star_path=None):
     number = pd.to_numeric(pd.Series(prefix, dtype=object), errors="coerce").to_numpy(
         dtype=np.float64)
     where = f"STAR file {str(star_path)!r}: " if star_path is not None else ""
-    bad = ~np.isfinite(number) | (number != np.round(number))
+    # Digits only ("1e20" and "1.0e2" are floats to pandas), and few enough for int64.
+    digits = pd.Series(prefix, dtype=object).astype(str).str.strip().str.lstrip("+")
+    huge = digits.str.fullmatch(r"\d+").to_numpy(dtype=bool) & (digits.str.len() > 12).to_numpy()
+    if np.any(huge):
+        r = int(np.flatnonzero(huge)[0])
+        raise StarFileError(f"{where}row {r + 1}, label _rlnImageName ({s.iloc[r]!r}): image "
+                            f"number {prefix[r]!r} is far beyond any stack; expected "
+                            "'N@stack.mrcs' with 1 <= N <= the stack's image count")
+    bad = ~np.isfinite(number) | (number != np.round(number)) | \
+        ~digits.str.fullmatch(r"-?\d+").to_numpy(dtype=bool)
     if np.any(bad):
         r = int(np.flatnonzero(bad)[0])
         raise StarFileError(f"{where}row {r + 1} (rlnImageName {s.iloc[r]!r}): image number "
-                            f"{prefix[r]!r} is not an integer; expected 'N@stack.mrcs' with N >= 1")
+                            f"{prefix[r]!r} is not an integer (label _rlnImageName); expected "
+                            "'N@stack.mrcs' with an integer N >= 1")
     if np.any(number < 1):
         r = int(np.flatnonzero(number < 1)[0])
         raise StarFileError(f"{where}row {r + 1} (rlnImageName {s.iloc[r]!r}): image number "
