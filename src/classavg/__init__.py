@@ -11,8 +11,10 @@ from .basis import FourierBesselBasis2D
 from .classification import Class2D, RIRClass2D, SteerablePCA
 from .io import (DataError, DataFileNotFoundError, RelionSource, StackError, StarFileError,
                  dataset_summary, save_source)
+from ._tags import Tags, get_tags
 from .averaging import (AligningAverager2D, AlignmentResult, Averager2D, BFRAverager2D,
-                        BFSRAverager2D, BFSReddyChatterjiAverager2D, ImageStacker,
+                        BFSRAverager2D, BFSReddyChatterjiAverager2D, EMAverager2D,
+                        FTKAverager2D, ImageStacker,
                         MeanImageStacker, MedianImageStacker, ReddyChatterjiAverager2D,
                         SigmaRejectionImageStacker, WinsorizedImageStacker)
 from .pipeline import (ClassAvgSource, DebugClassAvgSource, DefaultClassAvgSource,
@@ -31,7 +33,8 @@ from .selection import (BandedSNRImageQualityFunction, BandpassImageQualityFunct
                         TopWithRepulsionClassSelector, VarianceImageQualityFunction,
                         WeightedImageQualityMixin)
 from .sources import (ArrayImageSource, GaussianBlobVolume, ImageSource, Simulation,
-                      default_volume, evaluate_ctf, load_volume, simulate_dataset)
+                      SourceChain, default_volume, evaluate_ctf, load_volume, resolve_chain,
+                      simulate_dataset)
 
 __all__ = [
     "__version__",
@@ -65,6 +68,12 @@ __all__ = [
     "BFSRAverager2D",
     "ReddyChatterjiAverager2D",
     "BFSReddyChatterjiAverager2D",
+    "FTKAverager2D",
+    "EMAverager2D",
+    "Tags",
+    "get_tags",
+    "SourceChain",
+    "resolve_chain",
     "ImageStacker",
     "MeanImageStacker",
     "MedianImageStacker",

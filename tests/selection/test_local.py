@@ -175,7 +175,7 @@ def test_mixin_composes_with_any_selector(table):
     s = Custom(exclude_k=3, n_classes=4)
     assert (s.exclude_k, s.n_classes) == (3, 4)
     check_repulsion(s.select(ci, cr, cd), ci, 3, full=False)
-    r = RandomWithRepulsionClassSelector(7, exclude_k=2)
+    r = RandomWithRepulsionClassSelector(seed=7, exclude_k=2)
     assert r.seed == 7 and r.exclude_k == 2
     assert "exclude_k=2" in repr(r)
 

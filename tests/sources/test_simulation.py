@@ -15,6 +15,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from classavg._grid import centered_grid
+from classavg.io import save_source
 from classavg.sources.base import ImageSource
 from classavg.sources.ctf import evaluate_ctf
 from classavg.sources.simulation import (DEFAULT_BOX_SIZE, Simulation, euler_zyz,
@@ -328,7 +329,7 @@ def test_save_writes_a_relion_data_set(tmp_path):
     from classavg.io.relion import RelionSource
 
     sim = Simulation(24, 9, snr=1.0, ctf=True, max_shift=2.0, seed=2)
-    star = sim.save(tmp_path / "particles.star", stack_name="Particles/particles.mrcs")
+    star = save_source(sim, tmp_path / "particles.star", stack_name="Particles/particles.mrcs")
     back = RelionSource(star)
     assert back.n == 9 and back.L == 24 and back.pixel_size == pytest.approx(sim.pixel_size)
     np.testing.assert_allclose(back.images[:], sim.images[:], atol=1e-6)

@@ -49,12 +49,17 @@ CTF-aware averages
 Every aligning averager takes the keywords ``ctf_correction`` (None, the default: stack the
 source's images as they are; ``"wiener"``: Wiener-filtered combination of the raw members with
 their aligned CTFs; ``"phase_flip"``: mean of the phase-flipped members), ``image_source``
-(the raw, CTF-modulated images to average; default: the parent of a phase-flipped source, else
-the source itself) and ``wiener_snr`` (a constant spectral SNR instead of the per-class
-estimate); see :mod:`classavg.averaging.wiener`.  Alignment always uses ``src``.  Subclasses
-need not declare these keywords: :class:`AligningAverager2D` adds them to the constructor of
-every subclass that does not (``__init_subclass__``), applies them after that constructor ran,
-and appends them to its ``repr`` when a correction is set.
+(the raw, CTF-modulated images to average; default: the source chain without its phase-flip
+steps, :func:`classavg.sources.chain.resolve_chain`) and ``wiener_snr`` (a constant spectral
+SNR instead of the per-class estimate); see :mod:`classavg.averaging.wiener`.  Alignment always
+uses ``src``.  A subclass declares them in its constructor and passes them on to
+:class:`AligningAverager2D` (its ``tags.ctf_correction`` says so); its ``repr`` lists its own
+options through :meth:`AligningAverager2D._repr_fields` and gets the device and CTF options
+appended.
+
+What an averager takes (``tags``, :mod:`classavg._tags`): ``aligns`` and ``ctf_correction``
+for every aligning averager, ``client`` (``align``/``average`` take a Dask client) unless a
+subclass says otherwise, ``device`` for those whose constructor takes ``device=``.
 
 Transforms of the members (:class:`~classavg.averaging._transform.MemberTransformer`): the
 mirror conjugates the coefficients, the shift is a Fourier phase shift of the (disk-masked)
@@ -63,8 +68,6 @@ image before its expansion, the rotation multiplies the coefficients by ``exp(-i
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -74,6 +77,7 @@ import numpy as np
 from .._backend import check_device
 from .._parallel import block_map
 from .._progress import progress
+from .._tags import Tags
 from .._validation import check_int
 from ._batch import ClassBatch, CoefficientCache
 from .wiener import check_ctf_options, ctf_corrected_stack
@@ -175,7 +179,14 @@ class Averager2D(ABC):
         How aligned members are combined (default :class:`MeanImageStacker`).
     batch_size : int, optional
         Classes processed at once; bounds memory (default 64).
+
+    Attributes
+    ----------
+    tags : Tags
+        What the averager takes (:mod:`classavg._tags`).
     """
+
+    tags = Tags()
 
     def __init__(self, src, *, basis=None, image_stacker=None, batch_size=64):
         from ..basis import FourierBesselBasis2D
@@ -217,15 +228,20 @@ class AligningAverager2D(Averager2D):
 
     alignment: AlignmentResult | None = None
 
+    #: Aligns (``align``), takes the CTF keywords and a Dask client; subclasses whose
+    #: constructor takes ``device`` add ``device=True``.
+    tags = Averager2D.tags.extend(aligns=True, ctf_correction=True, client=True)
+
     #: CTF correction of the averages: None, "wiener" or "phase_flip" (module docstring).
     ctf_correction = None
     #: The raw images averaged with a CTF correction (resolved; None without correction).
     image_source = None
+    #: Whether :attr:`image_source` is phase flipped on disk (its CTF is then ``|CTF|``).
+    image_source_flipped = False
     #: Constant spectral SNR of the Wiener filter (None: estimated per class and ring).
     wiener_snr = None
-    #: Where the alignment kernels run: "cpu", or "cuda" for the averagers whose constructor
-    #: takes ``device`` (:class:`~classavg.averaging.bfr.BFRAverager2D`,
-    #: :class:`~classavg.averaging.bfsr.BFSRAverager2D`; :mod:`classavg._backend`).
+    #: Where the alignment kernels run: "cpu", or "cuda" for the averagers whose ``tags``
+    #: have ``device`` (:mod:`classavg._backend`).
     device = "cpu"
 
     def __init__(self, src, *, basis=None, image_stacker=None, batch_size=64,
@@ -234,9 +250,6 @@ class AligningAverager2D(Averager2D):
         self.device = check_device(device)
         self.set_ctf_correction(ctf_correction, image_source=image_source,
                                 wiener_snr=wiener_snr)
-
-    def _device_repr(self):
-        return "" if self.device == "cpu" else f", device={self.device!r}"
 
     def set_ctf_correction(self, ctf_correction, *, image_source=None, wiener_snr=None):
         """Choose how the CTF is handled when stacking (:mod:`classavg.averaging.wiener`).
@@ -249,9 +262,9 @@ class AligningAverager2D(Averager2D):
             (their CTFs mirrored and rotated with them).  "phase_flip": the mean of the
             phase-flipped raw members.
         image_source : ImageSource, optional
-            The raw images with CTF metadata (same n and L as :attr:`src`).  Default: the
-            ``parent`` of :attr:`src` when it is a
-            :class:`~classavg.sources.transforms.PhaseFlippedSource`, else :attr:`src`.
+            The images with CTF metadata (same n and L as :attr:`src`; default :attr:`src`),
+            taken without the phase-flip steps of their chain
+            (:func:`~classavg.averaging.wiener.resolve_image_source`).
         wiener_snr : float, optional
             Constant spectral SNR (> 0) for "wiener"; default: estimated per class and ring.
 
@@ -262,13 +275,13 @@ class AligningAverager2D(Averager2D):
         Raises
         ------
         ValueError
-            A correction is asked for images without CTF parameters (or phase-flipped raw
-            images), "wiener" with a non-linear image stacker, or options that the chosen
+            A correction is asked for images without CTF parameters, "wiener" with a non-linear image stacker, or options that the chosen
             correction does not use.
         """
-        mode, raw, snr = check_ctf_options(self.src, self.image_stacker, ctf_correction,
-                                           image_source, wiener_snr)
+        mode, raw, flipped, snr = check_ctf_options(self.src, self.image_stacker,
+                                                    ctf_correction, image_source, wiener_snr)
         self.ctf_correction, self.image_source, self.wiener_snr = mode, raw, snr
+        self.image_source_flipped = flipped
         return self
 
     @property
@@ -276,7 +289,8 @@ class AligningAverager2D(Averager2D):
         """The CTF options as a dict (for run records): ``ctf_correction``, ``wiener_snr``
         and ``image_source`` (its repr; None without correction)."""
         return {"ctf_correction": self.ctf_correction, "wiener_snr": self.wiener_snr,
-                "image_source": None if self.image_source is None else repr(self.image_source)}
+                "image_source": None if self.image_source is None else repr(self.image_source),
+                "image_source_flipped": self.image_source_flipped}
 
     def _ctf_repr(self):
         if self.ctf_correction is None:
@@ -286,21 +300,17 @@ class AligningAverager2D(Averager2D):
             out += f", wiener_snr={self.wiener_snr:g}"
         return out
 
-    def __repr__(self):
-        extra = self._ctf_repr()
-        return f"{type(self).__name__}(src={self.src!r}{', ' + extra if extra else ''})"
+    def _repr_fields(self):
+        """The subclass's own options for :meth:`__repr__`, as ``"name=value"`` strings."""
+        return []
 
-    def __init_subclass__(cls, **kwargs):
-        """Give every subclass constructor the CTF keywords and every repr the CTF options."""
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is not None and not getattr(init, "_ctf_keywords", False):
-            params = inspect.signature(init).parameters
-            if not any(k in params for k in _CTF_KEYWORDS):     # else it handles them itself
-                cls.__init__ = _with_ctf_keywords(init)
-        rep = cls.__dict__.get("__repr__")
-        if rep is not None and not getattr(rep, "_ctf_repr", False):
-            cls.__repr__ = _with_ctf_repr(rep)
+    def __repr__(self):
+        fields = [f"src={self.src!r}", *self._repr_fields()]
+        if self.device != "cpu":
+            fields.append(f"device={self.device!r}")
+        if self._ctf_repr():
+            fields.append(self._ctf_repr())
+        return f"{type(self).__name__}({', '.join(fields)})"
 
     #: Memory cap (bytes) of the Fourier-Bessel coefficients kept across batches during one
     #: :meth:`align` / :meth:`average` call (images shared by several classes are expanded
@@ -480,42 +490,3 @@ class AligningAverager2D(Averager2D):
 def _average_task(averager, item):
     """One batch of rows on a Dask worker: ``(averages or None, AlignmentResult)``."""
     return averager._process(item)
-
-
-_CTF_KEYWORDS = ("ctf_correction", "image_source", "wiener_snr")
-
-
-def _with_ctf_keywords(init):
-    """Wrap a subclass ``__init__`` so that it accepts the CTF keywords (applied after it)."""
-
-    @functools.wraps(init)
-    def __init__(self, *args, ctf_correction=None, image_source=None, wiener_snr=None,
-                 **kwargs):
-        init(self, *args, **kwargs)
-        if ctf_correction is not None or image_source is not None or wiener_snr is not None:
-            self.set_ctf_correction(ctf_correction, image_source=image_source,
-                                    wiener_snr=wiener_snr)
-
-    sig = inspect.signature(init)
-    params = list(sig.parameters.values())
-    at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
-    extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None)
-             for k in _CTF_KEYWORDS]
-    __init__.__signature__ = sig.replace(parameters=params[:at] + extra + params[at:])
-    __init__._ctf_keywords = True
-    return __init__
-
-
-def _with_ctf_repr(rep):
-    """Wrap a subclass ``__repr__`` to append the CTF options when a correction is set."""
-
-    @functools.wraps(rep)
-    def __repr__(self):
-        out = rep(self)
-        extra = self._ctf_repr()
-        if extra and out.endswith(")"):
-            out = f"{out[:-1]}, {extra})"
-        return out
-
-    __repr__._ctf_repr = True
-    return __repr__

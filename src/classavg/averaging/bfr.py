@@ -217,6 +217,9 @@ class BFRAverager2D(AligningAverager2D):
         Where the expansions and the correlation over all angles run (default "cpu";
         "cuda" needs CuPy, :mod:`classavg._backend`).  The Newton refinement and the stacking
         stay on the CPU.
+    ctf_correction, image_source, wiener_snr : optional
+        CTF-aware averages of the raw members (default None: the images of ``src`` as they
+        are); see :meth:`~classavg.averaging.base.AligningAverager2D.set_ctf_correction`.
 
     Notes
     -----
@@ -224,15 +227,19 @@ class BFRAverager2D(AligningAverager2D):
     length ``n_angles`` per member.
     """
 
+    tags = AligningAverager2D.tags.extend(device=True)
+
     def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, snr_weighting=True,
-                 batch_size=64, device="cpu"):
+                 batch_size=64, device="cpu",
+                 ctf_correction=None, image_source=None, wiener_snr=None):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
-                         device=device)
+                         device=device, ctf_correction=ctf_correction,
+                         image_source=image_source, wiener_snr=wiener_snr)
         self.n_angles = check_n_angles(n_angles)
         self.snr_weighting = check_bool("snr_weighting", snr_weighting)
 
-    def __repr__(self):
-        return f"BFRAverager2D(src={self.src!r}, n_angles={self.n_angles}{self._device_repr()})"
+    def _repr_fields(self):
+        return [f"n_angles={self.n_angles}"]
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape

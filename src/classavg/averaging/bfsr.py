@@ -179,12 +179,19 @@ class BFSRAverager2D(AligningAverager2D):
         "cuda" needs CuPy, :mod:`classavg._backend`); only the 3 x 3 x 3 neighbourhood of
         each member's best grid point comes back for the refinement, which stays on the CPU
         with the stacking.
+    ctf_correction, image_source, wiener_snr : optional
+        CTF-aware averages of the raw members (default None: the images of ``src`` as they
+        are); see :meth:`~classavg.averaging.base.AligningAverager2D.set_ctf_correction`.
     """
 
+    tags = AligningAverager2D.tags.extend(device=True)
+
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
-                 snr_weighting=True, batch_size=64, device="cpu"):
+                 snr_weighting=True, batch_size=64, device="cpu",
+                 ctf_correction=None, image_source=None, wiener_snr=None):
         super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
-                         device=device)
+                         device=device, ctf_correction=ctf_correction,
+                         image_source=image_source, wiener_snr=wiener_snr)
         self.snr_weighting = check_bool("snr_weighting", snr_weighting)
         if radius is None:
             radius = max(1, src.L // 32)
@@ -202,9 +209,8 @@ class BFSRAverager2D(AligningAverager2D):
         self._nbr = np.array([[lut[(int(p[0] + d[0]), int(p[1] + d[1]))] for d in _D]
                               for p in core])
 
-    def __repr__(self):
-        return (f"BFSRAverager2D(src={self.src!r}, radius={self.radius}, "
-                f"n_angles={self.n_angles}{self._device_repr()})")
+    def _repr_fields(self):
+        return [f"radius={self.radius}", f"n_angles={self.n_angles}"]
 
     @property
     def candidate_shifts(self):

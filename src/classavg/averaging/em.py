@@ -187,6 +187,9 @@ class EMAverager2D(AligningAverager2D):
     batch_size : int, optional
         Classes per batch (default 16); the posteriors of 8 classes at a time are held in
         memory (``8 * m * n_shifts * n_angles`` floats, 28 MB for m = 50 at the defaults).
+    ctf_correction, image_source, wiener_snr : optional
+        CTF-aware averages of the raw members (default None: the images of ``src`` as they
+        are); see :meth:`~classavg.averaging.base.AligningAverager2D.set_ctf_correction`.
 
     Attributes
     ----------
@@ -218,6 +221,10 @@ class EMAverager2D(AligningAverager2D):
        structure determination", J. Struct. Biol. 180, 519-530 (2012).
     """
 
+    #: No Dask client: the per-class noise variances of the E steps are gathered on the
+    #: averager itself (:attr:`noise_variances`), which worker copies would not return.
+    tags = AligningAverager2D.tags.extend(client=False)
+
     #: Classes whose posteriors are held at once.
     _chunk_classes = 8
     #: True while :meth:`average` runs (the full-band M step is needed only then).
@@ -225,8 +232,11 @@ class EMAverager2D(AligningAverager2D):
 
     def __init__(self, src, *, basis=None, image_stacker=None, n_iter=5, radius=None,
                  n_angles=None, shift_step=0.5, bandlimit=0.5, noise_var=None,
-                 leave_one_out=True, eps=3e-4, batch_size=16):
-        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+                 leave_one_out=True, eps=3e-4, batch_size=16,
+                 ctf_correction=None, image_source=None, wiener_snr=None):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
+                         ctf_correction=ctf_correction, image_source=image_source,
+                         wiener_snr=wiener_snr)
         L = src.L
         self.n_iter = check_int("n_iter", n_iter, min=1)
         if radius is None:
@@ -284,10 +294,10 @@ class EMAverager2D(AligningAverager2D):
         logger.debug("EM: %r, %r, full band %r, %d shifts", self.kernel, self.grid,
                      self.kernel_full, len(self.shift_grid))
 
-    def __repr__(self):
-        return (f"EMAverager2D(src={self.src!r}, n_iter={self.n_iter}, radius={self.radius:g}, "
-                f"n_angles={self.n_angles}, shift_step={self.shift_step:g}, "
-                f"bandlimit={self.bandlimit:g}, noise_var={self.noise_var!r})")
+    def _repr_fields(self):
+        return [f"n_iter={self.n_iter}", f"radius={self.radius:g}",
+                f"n_angles={self.n_angles}", f"shift_step={self.shift_step:g}",
+                f"bandlimit={self.bandlimit:g}", f"noise_var={self.noise_var!r}"]
 
     # -- helpers ---------------------------------------------------------------------------------
     def _member_weights(self, m):

@@ -214,6 +214,9 @@ class FTKAverager2D(AligningAverager2D):
         Stencil shrink factor per refinement round, in (0, 1) (default 0.5).
     batch_size : int, optional
         Classes per batch (default 64); memory is bounded by the batch.
+    ctf_correction, image_source, wiener_snr : optional
+        CTF-aware averages of the raw members (default None: the images of ``src`` as they
+        are); see :meth:`~classavg.averaging.base.AligningAverager2D.set_ctf_correction`.
 
     Attributes
     ----------
@@ -247,8 +250,11 @@ class FTKAverager2D(AligningAverager2D):
 
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
                  bandlimit=0.5, snr_weighting=True, eps=3e-4, n_refine=3, refine_factor=0.5,
-                 batch_size=64):
-        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+                 batch_size=64, ctf_correction=None, image_source=None,
+                 wiener_snr=None):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
+                         ctf_correction=ctf_correction, image_source=image_source,
+                         wiener_snr=wiener_snr)
         L = src.L
         if radius is None:
             radius = default_radius(L)
@@ -274,10 +280,9 @@ class FTKAverager2D(AligningAverager2D):
                                  self.refine_factor)
         logger.debug("FTK: %r, %r", self.kernel, self.grid)
 
-    def __repr__(self):
-        return (f"FTKAverager2D(src={self.src!r}, radius={self.radius:g}, "
-                f"n_angles={self.n_angles}, bandlimit={self.bandlimit:g}, eps={self.eps:g}, "
-                f"rank={self.kernel.rank})")
+    def _repr_fields(self):
+        return [f"radius={self.radius:g}", f"n_angles={self.n_angles}",
+                f"bandlimit={self.bandlimit:g}", f"eps={self.eps:g}", f"rank={self.kernel.rank}"]
 
     def _align_batch(self, batch):
         G = self.grid.coefficients(batch.images)                 # (u, 2K_f+1, n_rho)

@@ -152,11 +152,17 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
         default True: ~no effect on clean images, necessary on noisy ones).
     batch_size : int, optional
         Classes per batch (default 64).
+    ctf_correction, image_source, wiener_snr : optional
+        CTF-aware averages of the raw members (default None: the images of ``src`` as they
+        are); see :meth:`~classavg.averaging.base.AligningAverager2D.set_ctf_correction`.
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, n_angles=360, n_radii=None,
-                 band=(0.05, 0.4), shift_lowpass=0.15, snr_weighting=True, batch_size=64):
-        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size)
+                 band=(0.05, 0.4), shift_lowpass=0.15, snr_weighting=True, batch_size=64,
+                 ctf_correction=None, image_source=None, wiener_snr=None):
+        super().__init__(src, basis=basis, image_stacker=image_stacker, batch_size=batch_size,
+                         ctf_correction=ctf_correction, image_source=image_source,
+                         wiener_snr=wiener_snr)
         self.snr_weighting = check_bool("snr_weighting", snr_weighting)
         self.n_angles = check_int("n_angles", n_angles, min=4)
         L = src.L
@@ -212,8 +218,8 @@ class ReddyChatterjiAverager2D(AligningAverager2D):
         self._lp_weight = np.interp(self._r_lp, np.arange(nb), w)
         self._sh_weight = self._shift_weight * w[ring]
 
-    def __repr__(self):
-        return f"{type(self).__name__}(src={self.src!r}, n_angles={self.n_angles})"
+    def _repr_fields(self):
+        return [f"n_angles={self.n_angles}"]
 
     # -- log-polar spectra ---------------------------------------------------------------------
     def _log_polar_spectra(self, images):
@@ -340,15 +346,17 @@ class BFSReddyChatterjiAverager2D(ReddyChatterjiAverager2D):
         Classes per batch (default 4).
     **kwargs
         As :class:`ReddyChatterjiAverager2D` (``basis``, ``image_stacker``, ``n_angles``,
-        ``n_radii``, ``band``).
+        ``n_radii``, ``band``, ``shift_lowpass``, ``snr_weighting``, and the CTF keywords).
     """
 
     def __init__(self, src, *, basis=None, image_stacker=None, radius=None, n_angles=360,
                  n_radii=None, band=(0.05, 0.4), shift_lowpass=0.15, snr_weighting=True,
-                 batch_size=4):
+                 batch_size=4, ctf_correction=None, image_source=None, wiener_snr=None):
         super().__init__(src, basis=basis, image_stacker=image_stacker, n_angles=n_angles,
                          n_radii=n_radii, band=band, shift_lowpass=shift_lowpass,
-                         snr_weighting=snr_weighting, batch_size=batch_size)
+                         snr_weighting=snr_weighting, batch_size=batch_size,
+                         ctf_correction=ctf_correction, image_source=image_source,
+                         wiener_snr=wiener_snr)
         if radius is None:
             radius = max(1, src.L // 8)
         self.radius = check_int("radius", radius, min=0, max=src.L // 2)
@@ -357,9 +365,8 @@ class BFSReddyChatterjiAverager2D(ReddyChatterjiAverager2D):
                                     snr_weighting=snr_weighting)
         self._grid.__dict__["_transformer"] = self.transformer
 
-    def __repr__(self):
-        return (f"BFSReddyChatterjiAverager2D(src={self.src!r}, radius={self.radius}, "
-                f"n_angles={self.n_angles})")
+    def _repr_fields(self):
+        return [f"radius={self.radius}", f"n_angles={self.n_angles}"]
 
     def _align_batch(self, batch):
         b, m = batch.indices.shape

@@ -23,13 +23,17 @@ Classification and alignment may run on phase-flipped images while the averages 
 images and their CTF parameters.  The averager's ``image_source`` (the design's
 ``averager_src``) gives them, resolved by :func:`resolve_image_source`:
 
-* ``image_source`` given: those images (same ``n`` and ``L`` as the averager's source, with
-  CTF metadata, not phase flipped);
-* the averager's source is a :class:`~classavg.sources.transforms.PhaseFlippedSource`: its
-  ``parent`` (the raw images);
-* otherwise the averager's source itself, which must carry CTF parameters and must not be
-  phase flipped anywhere along its chain of derived sources (an in-memory array of
-  phase-flipped pixels cannot be recognised: pass the raw images).
+* by default the averager's source, ``image_source`` when given (same ``n`` and ``L``, with
+  CTF metadata);
+* either one without the phase-flip steps of its chain of derived sources
+  (:meth:`classavg.sources.chain.SourceChain.ctf_images`: the parent of a final
+  ``phase_flip()``, or the other steps replayed over the file-backed source, so that
+  ``src.phase_flip().downsample(64).normalize_background()`` averages
+  ``src.downsample(64).normalize_background()``);
+* data phase flipped on disk (RELION's ``rlnCtfDataArePhaseFlipped``) have no raw images:
+  they are combined with ``|CTF|`` in place of the CTF, exact for flipped images
+  ``sign(H) (H X + N) = |H| X + N'``.  An in-memory array of phase-flipped pixels without
+  that label cannot be recognised: pass the raw images.
 
 Implementation: exact transforms of the whole box in Fourier space
 -------------------------------------------------------------------
@@ -124,7 +128,7 @@ from .._grid import rfft_rings
 from .._validation import check_choice, check_float
 from ..sources.base import CTF_COLUMNS, ImageSource
 from ..sources.ctf import evaluate_ctf
-from ..sources.transforms import DerivedSource, PhaseFlippedSource
+from ..sources.chain import resolve_chain
 
 __all__ = [
     "CTF_CORRECTIONS",
@@ -159,15 +163,6 @@ _AXES = (-2, -1)
 # ---------------------------------------------------------------------------------------------
 # Options and sources
 # ---------------------------------------------------------------------------------------------
-def _phase_flipped(src):
-    """The first PhaseFlippedSource along the parent chain of ``src`` (itself included)."""
-    while isinstance(src, DerivedSource):
-        if isinstance(src, PhaseFlippedSource):
-            return src
-        src = src.parent
-    return None
-
-
 def resolve_image_source(src, image_source=None, ctf_correction="wiener"):
     """The raw, CTF-modulated images that a CTF-aware averager combines.
 
@@ -176,37 +171,37 @@ def resolve_image_source(src, image_source=None, ctf_correction="wiener"):
     src : ImageSource
         The averager's source (the images the class tables index and alignment uses).
     image_source : ImageSource, optional
-        Explicit raw images (same ``n`` and ``L``).  Default: ``src.parent`` when ``src`` is a
-        :class:`~classavg.sources.transforms.PhaseFlippedSource`, else ``src``.
+        Explicit images with CTF metadata (same ``n`` and ``L``).  Default: ``src``.
     ctf_correction : str
         Named in the error messages.
 
     Returns
     -------
-    ImageSource
+    image_source : ImageSource
+        The chosen source without its phase-flip steps (module docstring).
+    flipped : bool
+        Its images are phase flipped on disk (``rlnCtfDataArePhaseFlipped``): combine them
+        with ``|CTF|``.
 
     Raises
     ------
     ValueError
-        The images have no CTF parameters, are phase flipped, or do not match ``src``.
+        The images have no CTF parameters or do not match ``src``.
     """
     if image_source is None:
-        image_source = src.parent if isinstance(src, PhaseFlippedSource) else src
+        image_source = src
     elif not isinstance(image_source, ImageSource):
         raise TypeError(f"image_source must be an ImageSource, got {type(image_source).__name__}")
     if image_source.n != src.n or image_source.L != src.L:
         raise ValueError(f"image_source must have the size of the averager's source "
                          f"(n={src.n}, L={src.L}), got n={image_source.n}, L={image_source.L}")
-    if _phase_flipped(image_source) is not None:
-        raise ValueError(f"ctf_correction={ctf_correction!r} averages the raw (CTF-modulated) "
-                         f"images, but {image_source!r} is phase flipped; pass the source "
-                         "before phase_flip() as image_source=")
     if not image_source.has_ctf:
         missing = [c for c in CTF_COLUMNS if c not in image_source.metadata.columns]
         raise ValueError(f"ctf_correction={ctf_correction!r} needs CTF parameters, but "
                          f"{image_source!r} has none (metadata lacks {missing}); expected a "
                          "source with CTF metadata, or ctf_correction=None")
-    return image_source
+    chain = resolve_chain(image_source)
+    return chain.ctf_images(), chain.ctf_images_flipped
 
 
 def check_ctf_options(src, image_stacker, ctf_correction=None, image_source=None,
@@ -215,8 +210,9 @@ def check_ctf_options(src, image_stacker, ctf_correction=None, image_source=None
 
     Returns
     -------
-    (ctf_correction, image_source, wiener_snr)
-        ``image_source`` resolved by :func:`resolve_image_source` (None without correction).
+    (ctf_correction, image_source, image_source_flipped, wiener_snr)
+        ``image_source`` and whether it is phase flipped on disk, resolved by
+        :func:`resolve_image_source` (None and False without correction).
     """
     ctf_correction = check_choice("ctf_correction", ctf_correction, CTF_CORRECTIONS)
     wiener_snr = check_float("wiener_snr", wiener_snr, min=0.0, min_inclusive=False,
@@ -228,11 +224,12 @@ def check_ctf_options(src, image_stacker, ctf_correction=None, image_source=None
         if image_source is not None:
             raise ValueError("image_source is used only with ctf_correction='wiener' or "
                              "'phase_flip', got ctf_correction=None")
-        return None, None, None
+        return None, None, False, None
     if ctf_correction == "wiener" and not image_stacker.linear:
         raise ValueError(f"ctf_correction='wiener' combines the members with CTF weights and "
                          f"needs a linear (mean) image_stacker, got {image_stacker!r}")
-    return ctf_correction, resolve_image_source(src, image_source, ctf_correction), wiener_snr
+    raw, flipped = resolve_image_source(src, image_source, ctf_correction)
+    return ctf_correction, raw, flipped, wiener_snr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -468,6 +465,8 @@ def ctf_corrected_stack(averager, batch, alignment):
                     alignment.shifts[sl].reshape(-1, 2), rot)      # (c m, L, Lh)
         H = member_ctfs({k: v[mem] for k, v in params.items()}, refl, rot, L, px,
                         dtype=tr.dtype)
+        if averager.image_source_flipped:      # flipped on disk: sign(H)(H X + N) = |H| X + N'
+            H = np.abs(H)
         if mode == "phase_flip":
             X *= np.where(H < 0, -1.0, 1.0).astype(tr.dtype)
             if st.linear:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from .._tags import Tags
+
 __all__ = ["Class2D"]
 
 
@@ -14,7 +16,15 @@ class Class2D(ABC):
     ----------
     src : ImageSource
         The images to classify.
+
+    Attributes
+    ----------
+    tags : Tags
+        What the classifier takes (:mod:`classavg._tags`): subclasses declare ``device``,
+        ``client`` (``classify(client=...)``) and ``random`` (a ``seed``).
     """
+
+    tags = Tags()
 
     def __init__(self, src):
         self.src = src

@@ -108,6 +108,7 @@ import logging
 import numpy as np
 
 from .._validation import check_choice, check_float, check_int
+from ..sources.chain import resolve_chain
 from ._ctf_blocks import (_PARAM_KEYS, _radial_transforms, _ring_sums, _rings,
                           _shrink_covariance, _spd_solve_cg)
 
@@ -125,31 +126,10 @@ _MIN_SCALE_GROUP = 20
 
 # -- helpers ------------------------------------------------------------------------------------
 def is_phase_flipped(src) -> bool:
-    """Whether the images of ``src`` have been phase flipped.
-
-    Counts the :class:`~classavg.sources.transforms.PhaseFlippedSource` instances in the chain
-    of derived sources (``src``, ``src.parent``, ...) and adds 1 when the original source's
-    metadata has the RELION optics label ``rlnCtfDataArePhaseFlipped`` non-zero for every
-    image; the images are flipped when the count is odd (flipping twice is the identity).
-    """
-    from ..sources.transforms import PhaseFlippedSource
-
-    flips = 0
-    s = src
-    while True:
-        flips += isinstance(s, PhaseFlippedSource)
-        parent = getattr(s, "parent", None)
-        if parent is None:
-            break
-        s = parent
-    md = getattr(s, "metadata", None)
-    if md is not None and "rlnCtfDataArePhaseFlipped" in md.columns:
-        try:
-            flags = md["rlnCtfDataArePhaseFlipped"].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            flags = np.zeros(0)
-        flips += bool(flags.size and np.all(flags != 0))
-    return flips % 2 == 1
+    """Whether the images of ``src`` have been phase flipped
+    (:attr:`classavg.sources.chain.SourceChain.phase_flipped`: the phase-flip steps of its
+    chain plus RELION's ``rlnCtfDataArePhaseFlipped`` on the file-backed source, odd)."""
+    return resolve_chain(src).phase_flipped
 
 
 def _param_table(params):

@@ -142,6 +142,9 @@ class RIRClass2D(Class2D):
         Wall time in seconds of each stage.
     """
 
+    #: Takes ``device`` and ``seed``; ``classify(client=...)`` (:mod:`classavg._tags`).
+    tags = Class2D.tags.extend(device=True, client=True, random=True)
+
     def __init__(self, src, *, n_nbor=100, fspca_components=400, bispectrum_components=300,
                  sample_n=4000, alpha=1 / 3, nn="auto", seed=0, batch_size=1024,
                  fit_size=10_000, basis=None, bandlimit=0.5, rerank=True, n_candidates=None,

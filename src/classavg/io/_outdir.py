@@ -36,6 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ..sources.chain import resolve_chain
 from ._errors import OutputError
 
 __all__ = ["STAGE_PREFIX", "check_output_dir", "previous_outputs", "make_stage",
@@ -323,10 +324,9 @@ def os_errors_name(path, doing="writing into"):
 
 def source_files(src):
     """The input files behind an image source: the STAR file and stacks of the source that
-    read them (found by following ``parent`` links), as absolute paths."""
-    seen = 0
-    while hasattr(src, "parent") and seen < 1000:
-        src, seen = src.parent, seen + 1
+    read them (the root of its chain, :func:`classavg.sources.chain.resolve_chain`), as
+    absolute paths."""
+    src = resolve_chain(src).root
     files = []
     star = getattr(src, "star_path", None)
     if star is not None:

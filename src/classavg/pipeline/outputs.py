@@ -43,6 +43,7 @@ import starfile
 from ..io._outdir import (check_output_dir, make_stage, os_errors_name,
                           remove_previous_outputs, sigterm_exits, source_files)
 from ..io.relion import save_source
+from ..sources.chain import resolve_chain
 
 __all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES"]
 
@@ -97,10 +98,8 @@ def read_class_table(path):
 
 
 def _root_source(src):
-    """Follow derived (transformed) sources back to the source that read the files."""
-    while hasattr(src, "parent"):
-        src = src.parent
-    return src
+    """The source that read the files (:func:`classavg.sources.chain.resolve_chain`)."""
+    return resolve_chain(src).root
 
 
 def _portable_image_names(root, names, out_dir):

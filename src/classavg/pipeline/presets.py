@@ -1,6 +1,7 @@
 """Versioned preset configurations of the class-averaging pipeline.
 
-A preset names a classifier, a class selector and an averager with their options.  The three
+A preset holds the classes of its class selector and averager (and of a quality function)
+with their options, and the options of the classifier.  The three
 historical configurations of the reference implementation (ASPIRE 0.11.0, 0.13.2, 0.14.0) are
 kept for comparison; the newest entry is classavg's own best configuration and the default.
 The preset name and its resolved parameters are written into every output (``run.json`` and the
@@ -9,7 +10,14 @@ report).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from ..averaging import Averager2D, BFRAverager2D, BFSRAverager2D
+from ..selection import (BandedSNRImageQualityFunction, ClassSelector,
+                         DistanceWithRepulsionClassSelector, GlobalClassSelector,
+                         GlobalWithRepulsionClassSelector,
+                         NeighborVarianceWithRepulsionClassSelector, TopClassSelector,
+                         VarianceImageQualityFunction)
 
 __all__ = ["Preset", "PRESETS", "get_preset", "latest_preset", "list_presets"]
 
@@ -25,12 +33,13 @@ class Preset:
     description : str
     classifier : dict
         ``RIRClass2D`` keyword options.
-    selector : str
-        Selector class name in :mod:`classavg.selection`.
+    selector : type
+        A :class:`~classavg.selection.ClassSelector` subclass.
     selector_options : dict
-        Its keyword options (``quality_function`` names a quality-function class).
-    averager : str
-        Averager class name in :mod:`classavg.averaging`.
+        Its keyword options; ``quality_function`` is an
+        :class:`~classavg.selection.ImageQualityFunction` subclass, instantiated per run.
+    averager : type
+        An :class:`~classavg.averaging.Averager2D` subclass.
     averager_options : dict
         Its keyword options; ``radius`` may be ``"L//16"``-style strings, resolved per image
         size by :func:`resolve_radius`.
@@ -39,15 +48,28 @@ class Preset:
     name: str
     description: str
     classifier: dict = field(default_factory=dict)
-    selector: str = "TopClassSelector"
+    selector: type = TopClassSelector
     selector_options: dict = field(default_factory=dict)
-    averager: str = "BFRAverager2D"
+    averager: type = BFRAverager2D
     averager_options: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        for label, cls, base in (("selector", self.selector, ClassSelector),
+                                 ("averager", self.averager, Averager2D)):
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise TypeError(f"{label} must be a subclass of {base.__name__}, got {cls!r}")
+
+    def replace(self, **changes):
+        """A copy with some fields changed (e.g. ``preset.replace(averager=FTKAverager2D)``)."""
+        return replace(self, **changes)
+
     def to_dict(self):
+        """JSON-ready: classes by name (``run.json``, ``classavg presets``)."""
+        sel_opts = {k: v.__name__ if isinstance(v, type) else v
+                    for k, v in self.selector_options.items()}
         return {"name": self.name, "description": self.description,
-                "classifier": dict(self.classifier), "selector": self.selector,
-                "selector_options": dict(self.selector_options), "averager": self.averager,
+                "classifier": dict(self.classifier), "selector": self.selector.__name__,
+                "selector_options": sel_opts, "averager": self.averager.__name__,
                 "averager_options": dict(self.averager_options)}
 
 
@@ -55,37 +77,37 @@ _PRESET_LIST = [
     Preset("0.11.0", "ASPIRE 0.11.0: neighbour-variance selection with repulsion, brute-force "
            "rotation + shift averaging (radius L//16)",
            classifier=dict(n_nbor=50, rerank=False),
-           selector="NeighborVarianceWithRepulsionClassSelector",
-           averager="BFSRAverager2D", averager_options=dict(radius="L//16")),
+           selector=NeighborVarianceWithRepulsionClassSelector,
+           averager=BFSRAverager2D, averager_options=dict(radius="L//16")),
     Preset("0.13.2", "ASPIRE 0.13.2: global selection by banded SNR with repulsion, "
            "brute-force rotation averaging",
            classifier=dict(n_nbor=50, rerank=False),
-           selector="GlobalWithRepulsionClassSelector",
-           selector_options=dict(quality_function="BandedSNRImageQualityFunction"),
-           averager="BFRAverager2D"),
+           selector=GlobalWithRepulsionClassSelector,
+           selector_options=dict(quality_function=BandedSNRImageQualityFunction),
+           averager=BFRAverager2D),
     Preset("0.14.0", "ASPIRE 0.14.0: global selection by variance, fast rotation + shift "
            "averaging (radius L//32)",
            classifier=dict(n_nbor=50, rerank=False),
-           selector="GlobalClassSelector",
-           selector_options=dict(quality_function="VarianceImageQualityFunction"),
-           averager="BFSRAverager2D", averager_options=dict(radius="L//32")),
+           selector=GlobalClassSelector,
+           selector_options=dict(quality_function=VarianceImageQualityFunction),
+           averager=BFSRAverager2D, averager_options=dict(radius="L//32")),
     Preset("1.0.0", "classavg 1.0.0: bispectrum classification re-ranked by rotational "
            "alignment, tightest classes first with repulsion, rotation + shift averaging",
            classifier=dict(n_nbor=50, rerank=True),
-           selector="DistanceWithRepulsionClassSelector",
-           averager="BFSRAverager2D", averager_options=dict(radius="L//32")),
+           selector=DistanceWithRepulsionClassSelector,
+           averager=BFSRAverager2D, averager_options=dict(radius="L//32")),
     Preset("1.1.0", "classavg 1.1.0: as 1.0.0, with CTF-aware (Wiener) class averages of the "
            "raw members when the particles carry CTF parameters",
            classifier=dict(n_nbor=50, rerank=True),
-           selector="DistanceWithRepulsionClassSelector",
-           averager="BFSRAverager2D",
+           selector=DistanceWithRepulsionClassSelector,
+           averager=BFSRAverager2D,
            averager_options=dict(radius="L//32", ctf_correction="wiener")),
     Preset("1.2.0", "classavg 1.2.0: as 1.1.0, with neighbours refined by vector diffusion "
            "maps (RIRClass2D refine='vdm'; n = 10,000, CTF: 91.7 % vs 85.6 % within 10 "
            "degrees at SNR 1/8, 80.0 % vs 68.1 % at 1/16)",
            classifier=dict(n_nbor=50, rerank=True, refine="vdm"),
-           selector="DistanceWithRepulsionClassSelector",
-           averager="BFSRAverager2D",
+           selector=DistanceWithRepulsionClassSelector,
+           averager=BFSRAverager2D,
            averager_options=dict(radius="L//32", ctf_correction="wiener")),
 ]
 
@@ -104,9 +126,11 @@ def latest_preset():
 
 
 def get_preset(version=None):
-    """The preset named ``version`` (None: the newest)."""
+    """The preset named ``version`` (None: the newest; a :class:`Preset` is returned as is)."""
     if version is None:
         return latest_preset()
+    if isinstance(version, Preset):
+        return version
     if version not in PRESETS:
         raise ValueError(f"version must be one of {', '.join(repr(v) for v in PRESETS)}, "
                          f"got {version!r}")

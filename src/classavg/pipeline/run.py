@@ -11,8 +11,10 @@ from pathlib import Path
 
 from .._errors import MissingDependencyError, ParameterError
 from .._parallel import client_workers, dask_client
+from .._tags import get_tags
 from .._validation import check_int
 from .._version import __version__
+from ..classification import RIRClass2D
 from ..io._outdir import check_output_dir, source_files
 from .outputs import OUTPUT_NAMES, write_outputs
 from .presets import get_preset
@@ -97,8 +99,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         At most one of ``client``, ``scheduler`` and ``dask_local``; the results are the same
         as in one process.
     device : {"cpu", "cuda"}, optional
-        Where the classifier's kernels run (``RIRClass2D(device=...)``) and the averager's
-        alignment search (every preset's averager takes ``device``).
+        Where the kernels of the parts that take a device run (``tags.device``: the
+        classifier, the BFR/BFSR averagers of every preset; the others run on the CPU).
 
     Returns
     -------
@@ -127,9 +129,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                                 client=client, device=device)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
-    cas = DefaultClassAvgSource(src, cfg.name, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
-                                classifier_options=dict(batch_size=batch_size, device=device),
-                                averager_options=dict(device=device),
+    cas = DefaultClassAvgSource(src, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
+                                device=device, classifier_options=dict(batch_size=batch_size),
                                 client=client)
     rec = {
         "classavg_version": __version__,
@@ -141,7 +142,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                        "selector": type(cas.class_selector).__name__,
                        "averager": type(cas.averager).__name__,
                        "image_stacker": type(cas.averager.image_stacker).__name__},
-        "seeds": {"classifier": seed},
+        "seeds": {type(p).__name__: seed for p in (cas.classifier, cas.class_selector)
+                  if get_tags(p).random},
         "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src)},
         "started": started.isoformat(),
         "python": platform.python_version(),
@@ -149,9 +151,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                       {"backend": "dask", "scheduler": client.scheduler.address,
                        "workers": client_workers(client), "device": device}),
     }
-    if hasattr(cas.classifier, "nn_method_"):
+    if isinstance(cas.classifier, RIRClass2D):
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
-    if hasattr(cas.classifier, "refine"):
         rec["parameters"]["refine"] = cas.classifier.refine
     rec.update(record or {})
     paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)

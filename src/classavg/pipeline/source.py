@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 
@@ -10,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .. import averaging, selection
-from .._validation import check_int
+from .._tags import get_tags
+from .._validation import check_choice, check_int
 from ..classification import RIRClass2D
 from ..sources.base import ImageSource
 from .presets import get_preset, resolve_radius
@@ -48,7 +48,12 @@ class ClassAvgSource(ImageSource):
     client : dask.distributed.Client, optional
         Run the classification and the averaging on this Dask cluster
         (``classify(client=...)``, ``average(..., client=...)``; :mod:`classavg._parallel`):
-        the same results as without it.  Parts whose methods take no ``client`` run here.
+        the same results as without it.  Parts whose ``tags`` have no ``client``
+        (:mod:`classavg._tags`) run in this process.
+
+    The parts are wired by what their classes declare (``tags``): a selector that
+    ``caches_averages`` serves the averages it computed, an averager that ``aligns`` gives
+    the per-member alignment.
 
     Attributes
     ----------
@@ -61,6 +66,13 @@ class ClassAvgSource(ImageSource):
     """
 
     def __init__(self, src, classifier, class_selector, averager, *, preset=None, client=None):
+        for label, part, base in (("classifier", classifier, "Class2D"),
+                                  ("class_selector", class_selector, "ClassSelector"),
+                                  ("averager", averager, "Averager2D")):
+            try:
+                get_tags(part)
+            except TypeError:
+                raise TypeError(f"{label} must be a {base}, got {type(part).__name__}") from None
         self.src = src
         self.client = client
         self.classifier = classifier
@@ -70,7 +82,7 @@ class ClassAvgSource(ImageSource):
         self.timings = {}
         t0 = time.perf_counter()
         self.class_indices, self.class_refl, self.class_distances = classifier.classify(
-            **self._client_kwargs(classifier.classify))
+            **self._client_kwargs(classifier))
         self.timings["classification"] = time.perf_counter() - t0
         self.timings.update({f"classification/{k}": v for k, v in
                              getattr(classifier, "timings_", {}).items()})
@@ -97,14 +109,20 @@ class ClassAvgSource(ImageSource):
         super().__init__(n=sel.size, L=src.L, dtype=src.dtype, pixel_size=src.pixel_size,
                          metadata=md)
 
-    def _client_kwargs(self, method):
-        """``{"client": ...}`` when a client is set and ``method`` accepts it."""
+    def _client_kwargs(self, part):
+        """``{"client": ...}`` when a client is set and ``part``'s tags take one."""
         if self.client is None:
             return {}
-        if "client" not in inspect.signature(method).parameters:
-            logger.info("%s takes no client: it runs in this process", method.__qualname__)
+        if not get_tags(part).client:
+            logger.info("%s takes no Dask client: it runs in this process", type(part).__name__)
             return {}
         return {"client": self.client}
+
+    def _cached(self, what, class_id):
+        """The selector's cached average or alignment of a class (None: not cached)."""
+        if not get_tags(self.class_selector).caches_averages:
+            return None
+        return getattr(self.class_selector, f"cached_{what}")(int(class_id))
 
     @property
     def n_nbor(self):
@@ -114,9 +132,8 @@ class ClassAvgSource(ImageSource):
         classes = self.selection_indices[indices]
         out = np.empty((indices.size, self.L, self.L), dtype=self.dtype)
         todo = []
-        cached = getattr(self.class_selector, "cached_average", None)
         for i, c in enumerate(classes):          # a dictionary look-up per class, no pixels
-            img = cached(int(c)) if cached is not None else None
+            img = self._cached("average", c)
             if img is None:
                 todo.append(i)
             else:
@@ -126,7 +143,7 @@ class ClassAvgSource(ImageSource):
             t0 = time.perf_counter()
             out[todo] = self.averager.average(self.class_indices, self.class_refl,
                                               classes=classes[todo],
-                                              **self._client_kwargs(self.averager.average))
+                                              **self._client_kwargs(self.averager))
             self._averaging_time += time.perf_counter() - t0
             self.timings["averaging"] = self._averaging_time
             self._store_alignment(getattr(self.averager, "alignment", None))
@@ -148,16 +165,16 @@ class ClassAvgSource(ImageSource):
         class reference (docs/conventions.md).  Classes not yet aligned are aligned now.
         """
         ids = self.selection_indices if class_ids is None else np.asarray(class_ids)
-        cached = getattr(self.class_selector, "cached_alignment", None)
-        if cached is not None:
-            for c in ids:
-                if int(c) not in self._alignments and cached(int(c)) is not None:
-                    self._alignments[int(c)] = cached(int(c))
+        for c in ids:
+            if int(c) not in self._alignments:
+                hit = self._cached("alignment", c)
+                if hit is not None:
+                    self._alignments[int(c)] = hit
         missing = [int(c) for c in ids if int(c) not in self._alignments]
-        if missing and hasattr(self.averager, "align"):
+        if missing and get_tags(self.averager).aligns:
             self._store_alignment(self.averager.align(
                 self.class_indices, self.class_refl, classes=np.asarray(missing),
-                **self._client_kwargs(self.averager.align)))
+                **self._client_kwargs(self.averager)))
         m = self.n_nbor
         rot = np.zeros((ids.size, m))
         sh = np.zeros((ids.size, m, 2))
@@ -168,31 +185,16 @@ class ClassAvgSource(ImageSource):
         return rot, sh, sc
 
 
-def _wiener_ready(src):
-    """Whether CTF-aware averaging can find raw images for ``src``: it needs CTF metadata, and
-    a phase flip, if any, must be the last transform (its parent holds the raw images)."""
-    from ..sources.transforms import PhaseFlippedSource
-
-    if not src.has_ctf:
-        return False
-    node = src.parent if isinstance(src, PhaseFlippedSource) else src
-    while hasattr(node, "parent"):
-        if isinstance(node, PhaseFlippedSource):
-            return False
-        node = node.parent
-    return True
-
-
-def _make_selector(name, options, averager, n_classes):
-    cls = getattr(selection, name)
-    opts = dict(options)
-    if "quality_function" in opts:
-        opts["quality_function"] = getattr(selection, opts["quality_function"])()
-    if name.startswith("Global"):
-        opts["averager"] = averager
-    if name.startswith("Random"):
-        opts.setdefault("seed", 0)
-    return cls(n_classes=n_classes, **opts)
+def _make_selector(cls, options, *, averager, n_classes, seed):
+    """The preset's selector: the averager first when its tags need one, the pipeline's seed
+    when they are ``random``, a fresh quality function per run."""
+    tags = get_tags(cls)
+    opts = {k: v() if k == "quality_function" and isinstance(v, type) else v
+            for k, v in options.items()}
+    if tags.random:
+        opts.setdefault("seed", seed)
+    args = (averager,) if tags.needs_averager else ()
+    return cls(*args, n_classes=n_classes, **opts)
 
 
 class DebugClassAvgSource(ClassAvgSource):
@@ -235,7 +237,10 @@ class DefaultClassAvgSource(ClassAvgSource):
     n_classes : int, optional
         Keep at most this many classes (default: all the selector keeps).
     seed : int, optional
-        Seed of the classifier (and of random selection).
+        Seed of every random part the preset builds (the classifier, a random selector).
+    device : {"cpu", "cuda"}, optional
+        Where the kernels of the parts whose ``tags`` have ``device`` run (the classifier and
+        the BFR/BFSR averagers); the others run on the CPU (a warning says so).
     classifier, class_selector, averager : optional
         Replace any part of the preset.
     classifier_options : dict, optional
@@ -247,9 +252,10 @@ class DefaultClassAvgSource(ClassAvgSource):
     """
 
     def __init__(self, src, version=None, *, n_nbor=None, n_classes=None, seed=0,
-                 classifier=None, class_selector=None, averager=None,
+                 device="cpu", classifier=None, class_selector=None, averager=None,
                  classifier_options=None, averager_options=None, client=None):
         preset = get_preset(version)
+        device = check_choice("device", device, ("cpu", "cuda"))
         self.preset_config = preset
         if classifier is None:
             opts = dict(preset.classifier)
@@ -261,20 +267,37 @@ class DefaultClassAvgSource(ClassAvgSource):
                                "refinement fits in 8 GB; using re-ranked neighbours",
                                preset.name, src.n, VDM_MAX_IMAGES)
                 opts["refine"] = None
+            opts["device"] = device
             opts.update(classifier_options or {})
             classifier = RIRClass2D(src, seed=seed, **opts)
         if averager is None:
-            aopts = {k: resolve_radius(v, src.L) if k == "radius" else v
-                     for k, v in preset.averager_options.items()}
-            if aopts.get("ctf_correction") and not _wiener_ready(src):
-                logger.warning("preset %s: no CTF-aware averaging for %r (it needs CTF "
-                               "metadata, and phase flipping as the last step); averaging the "
-                               "images as given", preset.name, src)
-                aopts.pop("ctf_correction")
-            aopts.update(averager_options or {})
-            averager = getattr(averaging, preset.averager)(src, **aopts)
+            averager = _make_averager(preset, src, device, averager_options)
         if class_selector is None:
             class_selector = _make_selector(preset.selector, preset.selector_options,
-                                            averager, n_classes)
+                                            averager=averager, n_classes=n_classes, seed=seed)
         super().__init__(src, classifier, class_selector, averager, preset=preset.name,
                          client=client)
+
+
+def _make_averager(preset, src, device, extra):
+    """The preset's averager for ``src``: ``device`` and the CTF options only where its tags
+    take them (a warning where the preset asks for what the data or the class lack)."""
+    cls = preset.averager
+    tags = get_tags(cls)
+    opts = {k: resolve_radius(v, src.L) if k == "radius" else v
+            for k, v in preset.averager_options.items()}
+    if opts.get("ctf_correction"):
+        why = (None if tags.ctf_correction and src.has_ctf else
+               f"{cls.__name__} takes no CTF correction" if not tags.ctf_correction else
+               f"{src!r} has no CTF parameters")
+        if why:
+            logger.warning("preset %s: no CTF-aware averaging (%s); averaging the images as "
+                           "given", preset.name, why)
+            opts.pop("ctf_correction")
+    if tags.device:
+        opts["device"] = device
+    elif device != "cpu":
+        logger.warning("%s has no %s kernels: its alignment runs on the CPU", cls.__name__,
+                       device)
+    opts.update(extra or {})
+    return cls(src, **opts)

@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .._tags import Tags
 from .._validation import check_int
 
 __all__ = [
@@ -168,8 +169,10 @@ class ClassSelector(ABC):
 
     score_name: str | None = None
     higher_is_better = False
-    #: Whether :meth:`select` needs ``class_distances``.
-    needs_distances = False
+    #: What the selector takes and needs (:mod:`classavg._tags`): ``needs_distances``
+    #: (``select`` needs ``class_distances``), ``random`` (a ``seed``), ``needs_averager``
+    #: (an averager as first argument), ``caches_averages``.
+    tags = Tags()
 
     def __init__(self, *, n_classes=None):
         self.n_classes = check_int("n_classes", n_classes, min=1, allow_none=True)
@@ -193,7 +196,7 @@ class ClassSelector(ABC):
             Distinct row numbers in ``[0, n)``, best first; ``k <= n`` (``k <= n_classes``).
         """
         ci, cr, cd = check_selection_table(class_indices, class_refl, class_distances)
-        if cd is None and self.needs_distances:
+        if cd is None and self.tags.needs_distances:
             raise ValueError(f"class_distances must be an array of shape {ci.shape} for "
                              f"{type(self).__name__}, got None")
         n = ci.shape[0]

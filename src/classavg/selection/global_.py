@@ -26,6 +26,7 @@ import numpy as np
 from .._progress import progress
 from .._validation import check_float, check_int
 from .base import ClassSelector, GreedyClassRepulsionMixin
+from .quality import VarianceImageQualityFunction
 
 __all__ = ["GlobalClassSelector", "GlobalWithRepulsionClassSelector"]
 
@@ -47,9 +48,9 @@ class GlobalClassSelector(ClassSelector):
     averager : Averager2D
         Anything with ``average(class_indices, class_refl) -> (k, L, L)``; it is called
         once per batch of rows, ``averager.average(class_indices[rows], class_refl[rows])``.
-    quality_function : ImageQualityFunction or callable
-        Maps a stack (k, L, L) to (k,) scores, higher is better (e.g.
-        :class:`~classavg.selection.quality.VarianceImageQualityFunction`).
+    quality_function : ImageQualityFunction or callable, optional
+        Maps a stack (k, L, L) to (k,) scores, higher is better (default
+        :class:`~classavg.selection.quality.VarianceImageQualityFunction`, as ASPIRE 0.14).
     heap_size_limit_bytes : float, keyword-only
         Memory bound of the cache of best averages (default 2e9 bytes).  Every cached entry
         counts the ``nbytes`` of its image plus those of its alignment rows (if any); the
@@ -87,10 +88,13 @@ class GlobalClassSelector(ClassSelector):
 
     score_name = "quality"
     higher_is_better = True
+    tags = ClassSelector.tags.extend(needs_averager=True, caches_averages=True)
 
-    def __init__(self, averager, quality_function, *, heap_size_limit_bytes=2e9,
+    def __init__(self, averager, quality_function=None, *, heap_size_limit_bytes=2e9,
                  batch_size=None, n_classes=None):
         super().__init__(n_classes=n_classes)
+        if quality_function is None:
+            quality_function = VarianceImageQualityFunction()
         if not callable(getattr(averager, "average", None)):
             raise TypeError(f"averager must be an Averager2D (with an average method), "
                             f"got {averager!r}")

@@ -50,14 +50,16 @@ class RandomClassSelector(ClassSelector):
 
     Parameters
     ----------
-    seed : int, numpy.random.Generator or None, optional
+    seed : int, numpy.random.Generator or None, keyword-only
         An integer seed gives the same permutation on every call of :meth:`select`; a
         Generator is advanced by each call; None draws fresh entropy (default 0).
     n_classes : int or None, keyword-only
         Keep the first ``n_classes`` of the permutation (default: all).
     """
 
-    def __init__(self, seed=0, *, n_classes=None):
+    tags = ClassSelector.tags.extend(random=True)
+
+    def __init__(self, *, seed=0, n_classes=None):
         super().__init__(n_classes=n_classes)
         check_random_state(seed)  # validate now
         self.seed = seed
@@ -71,7 +73,7 @@ class RandomClassSelector(ClassSelector):
 class _ScoredClassSelector(ClassSelector):
     """Ascending order of a per-class score computed from the distances (stable)."""
 
-    needs_distances = True
+    tags = ClassSelector.tags.extend(needs_distances=True)
 
     def _scores(self, class_distances):
         raise NotImplementedError

@@ -1,10 +1,15 @@
 """Image sources: lazy, batched stacks of particle images and their metadata."""
 
 from .base import ArrayImageSource, ImageSource
+from .chain import SourceChain, resolve_chain
 from .ctf import evaluate_ctf
 from .simulation import Simulation, load_ground_truth, simulate_dataset
+from .transforms import (BackgroundNormalizedSource, CastSource, DerivedSource,
+                         DownsampledSource, InvertedContrastSource, PhaseFlippedSource)
 from .volume import GaussianBlobVolume, default_volume, load_volume
 
-__all__ = ["ImageSource", "ArrayImageSource", "evaluate_ctf", "Simulation",
+__all__ = ["ImageSource", "ArrayImageSource", "DerivedSource", "DownsampledSource",
+           "PhaseFlippedSource", "BackgroundNormalizedSource", "InvertedContrastSource",
+           "CastSource", "SourceChain", "resolve_chain", "evaluate_ctf", "Simulation",
            "simulate_dataset", "load_ground_truth", "GaussianBlobVolume", "default_volume",
            "load_volume"]

@@ -202,38 +202,40 @@ class ImageSource(ABC):
     # -- lazy transforms (each returns a new source) -------------------------------------------
     def downsample(self, L):
         """Fourier-crop every image to ``L x L`` (pixel size scaled by ``self.L / L``)."""
-        from .transforms import DownsampledSource
-        return DownsampledSource(self, L)
+        return _TRANSFORMS["downsample"](self, L)
 
     def phase_flip(self):
         """Multiply every image's Fourier transform by the sign of its CTF."""
-        from .transforms import PhaseFlippedSource
-        return PhaseFlippedSource(self)
+        return _TRANSFORMS["phase_flip"](self)
 
     def normalize_background(self, radius=None):
         """Scale every image to zero mean, unit variance outside the particle disk."""
-        from .transforms import BackgroundNormalizedSource
-        return BackgroundNormalizedSource(self, radius=radius)
+        return _TRANSFORMS["normalize_background"](self, radius=radius)
 
     def invert_contrast(self):
         """Negate every image (dark particles become bright)."""
-        from .transforms import InvertedContrastSource
-        return InvertedContrastSource(self)
+        return _TRANSFORMS["invert_contrast"](self)
 
     def astype(self, dtype):
         """The same images as another float dtype."""
-        from .transforms import CastSource
-        return CastSource(self, dtype)
+        return _TRANSFORMS["astype"](self, dtype)
 
-    # -- output --------------------------------------------------------------------------------
-    def save(self, star_path, *, stack_name=None, batch_size=1024, overwrite=False):
-        """Write the source as a RELION 3.1 particle STAR file plus MRC stack(s).
+    # Writing: classavg.io.save_source(src, star_path) (io builds on sources, not back).
 
-        See :func:`classavg.io.relion.save_source` for details.
-        """
-        from ..io.relion import save_source
-        return save_source(self, star_path, stack_name=stack_name, batch_size=batch_size,
-                           overwrite=overwrite)
+
+#: The derived-source classes behind the chain methods above, by method name.  They derive
+#: from ImageSource, so this module cannot import them: :mod:`classavg.sources.transforms`
+#: registers each one as it is defined (:func:`transform_method`), and the package imports
+#: that module, so the table is complete whenever an ImageSource exists.
+_TRANSFORMS = {}
+
+
+def transform_method(name):
+    """Class decorator: make ``ImageSource.<name>(...)`` build this derived source."""
+    def register(cls):
+        _TRANSFORMS[name] = cls
+        return cls
+    return register
 
 
 class ArrayImageSource(ImageSource):

@@ -450,6 +450,8 @@ def simulate_dataset(out_dir, n, L, *, snr=None, volume=None, ctf=False, n_defoc
                      seed=seed, dtype=dtype)
     out.mkdir(parents=True, exist_ok=True)
     logger.info("simulating %d images of %d px into %s", n, L, out)
-    sim.save(star, stack_name=STACK_NAME, batch_size=batch_size, overwrite=overwrite)
+    from ..io.relion import save_source     # io reads/writes sources (one layer)
+
+    save_source(sim, star, stack_name=STACK_NAME, batch_size=batch_size, overwrite=overwrite)
     sim.save_ground_truth(truth, overwrite=overwrite)
     return sim

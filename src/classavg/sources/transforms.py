@@ -18,7 +18,7 @@ import scipy.fft as sfft
 
 from .._grid import disk_mask
 from .._validation import check_float, check_int
-from .base import ImageSource
+from .base import ImageSource, transform_method
 from .ctf import evaluate_ctf
 
 __all__ = ["DerivedSource", "DownsampledSource", "PhaseFlippedSource",
@@ -75,10 +75,23 @@ class DerivedSource(ImageSource):
     def _transform(self, batch, indices):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def with_parent(self, parent):
+        """The same transform applied to another parent source (a new source).
+
+        Used by :func:`classavg.sources.chain.resolve_chain` to replay a chain of transforms
+        without some of its steps (e.g. the raw images for CTF-aware averaging).
+        """
+        return type(self)(parent, **self._options())
+
+    def _options(self):
+        """Constructor options besides the parent (for :meth:`with_parent`)."""
+        return {}
+
     def __repr__(self):
         return f"{type(self).__name__}({self._parent!r}, L={self.L}, dtype={self.dtype.name})"
 
 
+@transform_method("downsample")
 class DownsampledSource(DerivedSource):
     """Images Fourier-cropped to ``L x L`` pixels (band-limited resampling).
 
@@ -122,6 +135,9 @@ class DownsampledSource(DerivedSource):
     def offsets(self) -> np.ndarray:
         return self._parent.offsets * (self.L / self._parent.L)
 
+    def _options(self):
+        return {"L": self.L}
+
     def _transform(self, batch, indices):
         if self.L == self._parent.L:
             return batch
@@ -133,6 +149,7 @@ class DownsampledSource(DerivedSource):
         return out.astype(self.dtype, copy=False)
 
 
+@transform_method("phase_flip")
 class PhaseFlippedSource(DerivedSource):
     """Images whose Fourier transform is multiplied by the sign of their CTF.
 
@@ -166,6 +183,7 @@ class PhaseFlippedSource(DerivedSource):
         return sfft.ifft2(f, axes=_AXES, workers=-1).real.astype(self.dtype, copy=False)
 
 
+@transform_method("normalize_background")
 class BackgroundNormalizedSource(DerivedSource):
     """Images scaled to zero mean and unit standard deviation over the background.
 
@@ -195,6 +213,9 @@ class BackgroundNormalizedSource(DerivedSource):
         self._background = background
         super().__init__(parent)
 
+    def _options(self):
+        return {"radius": self.radius}
+
     def _transform(self, batch, indices):
         bg = batch[:, self._background].astype(np.float64)
         mean = bg.mean(axis=1)
@@ -208,6 +229,7 @@ class BackgroundNormalizedSource(DerivedSource):
         return out
 
 
+@transform_method("invert_contrast")
 class InvertedContrastSource(DerivedSource):
     """Negated images (dark particles become bright)."""
 
@@ -218,11 +240,15 @@ class InvertedContrastSource(DerivedSource):
         return np.negative(batch)
 
 
+@transform_method("astype")
 class CastSource(DerivedSource):
     """The parent's images as another float dtype (float32 or float64)."""
 
     def __init__(self, parent, dtype):
         super().__init__(parent, dtype=dtype)
+
+    def _options(self):
+        return {"dtype": self.dtype}
 
     def _transform(self, batch, indices):
         return batch
