@@ -43,6 +43,10 @@ class Preset:
     averager_options : dict
         Its keyword options; ``radius`` may be ``"L//16"``-style strings, resolved per image
         size by :func:`resolve_radius`.
+    whiten : dict or None
+        Whiten the particles before classification and alignment with these
+        :class:`~classavg.sources.whitening.WhitenedSource` options (None: no whitening).
+        CTF-aware averages still combine the unwhitened images.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Preset:
     selector_options: dict = field(default_factory=dict)
     averager: type = BFRAverager2D
     averager_options: dict = field(default_factory=dict)
+    whiten: dict | None = None
 
     def __post_init__(self):
         for label, cls, base in (("selector", self.selector, ClassSelector),
@@ -70,7 +75,8 @@ class Preset:
         return {"name": self.name, "description": self.description,
                 "classifier": dict(self.classifier), "selector": self.selector.__name__,
                 "selector_options": sel_opts, "averager": self.averager.__name__,
-                "averager_options": dict(self.averager_options)}
+                "averager_options": dict(self.averager_options),
+                "whiten": None if self.whiten is None else dict(self.whiten)}
 
 
 _PRESET_LIST = [

@@ -16,6 +16,7 @@ from .._validation import check_int
 from .._version import __version__
 from ..classification import RIRClass2D
 from ..io._outdir import check_output_dir, source_files
+from ..sources.chain import resolve_chain
 from .outputs import OUTPUT_NAMES, write_outputs
 from .presets import get_preset
 from .source import DefaultClassAvgSource
@@ -144,7 +145,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                        "image_stacker": type(cas.averager.image_stacker).__name__},
         "seeds": {type(p).__name__: seed for p in (cas.classifier, cas.class_selector)
                   if get_tags(p).random},
-        "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src)},
+        "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src),
+                  # the pre-processing as the parts saw it (whitening spectra included)
+                  "chain": resolve_chain(cas.src).describe()},
         "started": started.isoformat(),
         "python": platform.python_version(),
         "execution": ({"backend": "process", "device": device} if client is None else

@@ -256,6 +256,10 @@ class DefaultClassAvgSource(ClassAvgSource):
                  classifier_options=None, averager_options=None, client=None):
         preset = get_preset(version)
         device = check_choice("device", device, ("cpu", "cuda"))
+        if preset.whiten is not None:
+            # Classification and alignment see whitened images; CTF-aware averaging replays
+            # the chain without the whitening (sources/chain.py).
+            src = src.whiten(**preset.whiten)
         self.preset_config = preset
         if classifier is None:
             opts = dict(preset.classifier)

@@ -6,10 +6,11 @@ from .ctf import evaluate_ctf
 from .simulation import Simulation, load_ground_truth, simulate_dataset
 from .transforms import (BackgroundNormalizedSource, CastSource, DerivedSource,
                          DownsampledSource, InvertedContrastSource, PhaseFlippedSource)
+from .whitening import WhitenedSource, estimate_noise_psd
 from .volume import GaussianBlobVolume, default_volume, load_volume
 
 __all__ = ["ImageSource", "ArrayImageSource", "DerivedSource", "DownsampledSource",
            "PhaseFlippedSource", "BackgroundNormalizedSource", "InvertedContrastSource",
            "CastSource", "SourceChain", "resolve_chain", "evaluate_ctf", "Simulation",
            "simulate_dataset", "load_ground_truth", "GaussianBlobVolume", "default_volume",
-           "load_volume"]
+           "load_volume", "WhitenedSource", "estimate_noise_psd"]

@@ -220,6 +220,11 @@ class ImageSource(ABC):
         """The same images as another float dtype."""
         return _TRANSFORMS["astype"](self, dtype)
 
+    def whiten(self, radius=None, **options):
+        """Divide out the noise power spectrum estimated from the background
+        (:class:`~classavg.sources.whitening.WhitenedSource`)."""
+        return _TRANSFORMS["whiten"](self, radius, **options)
+
     # Writing: classavg.io.save_source(src, star_path) (io builds on sources, not back).
 
 

@@ -15,10 +15,11 @@ Rules
   :class:`~classavg.sources.transforms.PhaseFlippedSource` steps, plus one if the root's data
   are flipped on disk (RELION's ``rlnCtfDataArePhaseFlipped`` non-zero for every image), is
   odd: flipping twice is the identity.
-* The *CTF images* are the chain replayed over the root without its phase-flip steps (every
-  other step in its order, :meth:`~classavg.sources.transforms.DerivedSource.with_parent`):
-  the images exactly as processed, but CTF-modulated.  When the phase flip is the last step
-  this is its parent, the same object.  When the root's data are flipped on disk, no raw
+* The *CTF images* are the chain replayed over the root without its Fourier filters outside
+  the image model (steps with ``model_filter``: the phase flip, whitening), every other step
+  in its order (:meth:`~classavg.sources.transforms.DerivedSource.with_parent`): the images
+  exactly as processed, but CTF-modulated with the noise as recorded.  When those filters are
+  the last steps this is the parent of the first of them, the same object.  When the root's data are flipped on disk, no raw
   images exist: the CTF images are those flipped ones, and their CTF is ``|CTF|``
   (:attr:`SourceChain.ctf_images_flipped`), which Wiener averaging honours.
 """
@@ -90,25 +91,33 @@ class SourceChain:
         return self.flipped_on_disk
 
     def ctf_images(self) -> ImageSource:
-        """The images of :attr:`source` without the chain's phase-flip steps.
+        """The images of :attr:`source` without the chain's ``model_filter`` steps (phase
+        flips, whitening).
 
-        The same object as :attr:`source` when the chain has no flip, the flip's parent when
-        the flip is the last step; otherwise the other steps replayed over the root.
+        The same object as :attr:`source` when the chain has none, the parent of the first
+        of them when they are the last steps; otherwise the other steps replayed over the
+        root.
         """
-        if self.n_flips == 0:
+        first = next((i for i, s in enumerate(self.steps) if s.model_filter), None)
+        if first is None:
             return self.source
-        kept = [s for s in self.steps if not isinstance(s, PhaseFlippedSource)]
-        if len(kept) == len(self.steps) - 1 and isinstance(self.source, PhaseFlippedSource):
-            return self.source.parent          # the flip was last: nothing to replay
+        rest = self.steps[first:]
+        if all(s.model_filter for s in rest):
+            return rest[0].parent               # filters only at the end: nothing to replay
         node = self.root
-        for step in kept:
-            node = step.with_parent(node)
+        for step in self.steps:
+            if not step.model_filter:
+                node = step.with_parent(node)
         return node
 
     def describe(self) -> dict:
-        """For run records: the steps' class names, root first, and the flip state."""
-        return {"root": type(self.root).__name__,
-                "steps": [type(s).__name__ for s in self.steps],
+        """For run records: the steps (class names and options), root first, the flip state
+        and what a step records of itself (e.g. the noise spectra of whitening)."""
+        steps = []
+        for s in self.steps:
+            steps.append({"step": type(s).__name__,
+                          **{k: _plain(v) for k, v in s._options().items()}, **s.record()})
+        return {"root": type(self.root).__name__, "steps": steps,
                 "phase_flipped": self.phase_flipped,
                 "flipped_on_disk": self.flipped_on_disk}
 
@@ -145,3 +154,12 @@ def resolve_chain(src) -> SourceChain:
     return SourceChain(source=src, steps=tuple(steps), root=node,
                        n_flips=sum(isinstance(s, PhaseFlippedSource) for s in steps),
                        flipped_on_disk=flipped_on_disk(node))
+
+
+def _plain(v):
+    """JSON-ready option values (dtypes by name)."""
+    if isinstance(v, np.dtype):
+        return v.name
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -43,6 +43,11 @@ class DerivedSource(ImageSource):
         Overrides of the parent's values.
     """
 
+    #: Whether the step is a Fourier filter outside the image model (phase flip, whitening):
+    #: CTF-aware averaging replays the chain without such steps
+    #: (:meth:`~classavg.sources.chain.SourceChain.ctf_images`).
+    model_filter = False
+
     def __init__(self, parent, *, L=None, dtype=None, pixel_size=None, metadata=None):
         if not isinstance(parent, ImageSource):
             raise TypeError(f"parent must be an ImageSource, got {type(parent).__name__}")
@@ -85,6 +90,10 @@ class DerivedSource(ImageSource):
 
     def _options(self):
         """Constructor options besides the parent (for :meth:`with_parent`)."""
+        return {}
+
+    def record(self):
+        """What a run record keeps of this step besides its options (default: nothing)."""
         return {}
 
     def __repr__(self):
@@ -163,6 +172,8 @@ class PhaseFlippedSource(DerivedSource):
     ValueError
         The parent has no CTF parameters.
     """
+
+    model_filter = True
 
     def __init__(self, parent):
         if not isinstance(parent, ImageSource):
