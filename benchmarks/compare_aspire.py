@@ -103,6 +103,9 @@ def classavg_worker(argv):
     p.add_argument("--classes", type=int, default=100)
     p.add_argument("--no-rerank", action="store_true")
     p.add_argument("--no-normalize", action="store_true")
+    p.add_argument("--preset", default=None,
+                   help="classify as this preset does (its centring, whitening and "
+                        "classifier options) instead of with RIRClass2D defaults")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,25 @@ def classavg_worker(argv):
     res["n"], res["L"] = int(data.n), int(data.L)
     res["rss_before_gb"] = _current_rss_gb()
 
-    if args.mode == "classify":
+    if args.mode == "classify" and args.preset:
+        from classavg.pipeline import get_preset
+
+        preset = get_preset(args.preset)
+        t0 = time.perf_counter()          # the centring's reference fit counts
+        psrc = data
+        if preset.whiten is not None:
+            psrc = psrc.whiten(**preset.whiten)
+        if preset.center is not None:
+            psrc = psrc.center(**{"seed": args.seed, **preset.center})
+        clf = RIRClass2D(psrc, **{**preset.classifier, "n_nbor": args.n_nbor,
+                                  "seed": args.seed})
+        ci, cr, cd = clf.classify()
+        res["classify_s"] = time.perf_counter() - t0
+        res["stages_s"] = dict(clf.timings_)
+        res["options"] = {"preset": preset.name, "n_nbor": args.n_nbor, "seed": args.seed,
+                          "center": preset.center, "whiten": preset.whiten,
+                          **{k: v for k, v in preset.classifier.items() if k != "n_nbor"}}
+    elif args.mode == "classify":
         clf = RIRClass2D(data, n_nbor=args.n_nbor, seed=args.seed,
                          **({"rerank": False} if args.no_rerank else {}))
         t0 = time.perf_counter()
@@ -308,14 +329,17 @@ def simulate(args, data_dir):
     snr = args.snr or None
     config = {"n": args.n, "L": args.L, "snr": snr, "ctf": bool(args.ctf),
               "amplitude_contrast": args.amplitude_contrast if args.ctf else None,
-              "seed": args.seed}
+              "seed": args.seed, "volume": args.volume,
+              "max_shift": args.max_shift}
     star, cfg = data_dir / "particles.star", data_dir / "config.json"
     ctf = ctf_argument(args)
     if args.reuse and star.exists() and cfg.exists() and json.loads(cfg.read_text()) == config:
-        return Simulation(args.L, args.n, snr=snr, ctf=ctf, seed=args.seed), 0.0, True
+        return Simulation(args.L, args.n, volume=args.volume, snr=snr, ctf=ctf,
+                          max_shift=args.max_shift, seed=args.seed), 0.0, True
     t0 = time.perf_counter()
     sim = simulate_dataset(data_dir, args.n, args.L, snr=snr, ctf=ctf if ctf is not None
-                           else False, seed=args.seed, overwrite=True)
+                           else False, volume=args.volume, max_shift=args.max_shift, seed=args.seed,
+                           overwrite=True)
     np.save(data_dir / "viewing_directions.npy", sim.viewing_directions)
     np.save(data_dir / "rotations.npy", sim.rotations)
     cfg.write_text(json.dumps(config))
@@ -384,6 +408,10 @@ def main(argv=None):
                    help="skip the background normalisation in both implementations (for "
                         "noise-free data, where it rescales each image by the spread of its "
                         "faint particle tails)")
+    p.add_argument("--volume", default=None,
+                   help="density map (MRC) to project; default the built-in blob model")
+    p.add_argument("--max-shift", type=float, default=0.0,
+                   help="largest particle offset in pixels (uniform in the disc)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-nbor", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -398,6 +426,9 @@ def main(argv=None):
     p.add_argument("--aspire-selector", choices=["top", "global"], default="top",
                    help="ASPIRE pipeline selector: top (default; averages only the classes "
                         "scored) or global (ASPIRE's default: averages all n classes)")
+    p.add_argument("--preset", default=None,
+                   help="preset classified as the preset does, beside the RIRClass2D defaults "
+                        "(default: the newest)")
     p.add_argument("--also-no-rerank", action="store_true",
                    help="also classify with classavg's rerank=False (the plain bispectrum "
                         "neighbours of the reference algorithm)")
@@ -410,6 +441,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=0,
                    help="seconds after which a worker is killed (0: none)")
     args = p.parse_args(argv)
+    if args.preset is None:
+        from classavg.pipeline import latest_preset
+        args.preset = latest_preset().name
 
     py_aspire = aspire_python(args.aspire_venv)
     if py_aspire is None:
@@ -452,7 +486,8 @@ def main(argv=None):
         common.append("--no-normalize")
     jobs = []
     if not args.skip_classify:
-        jobs += [("classify", "classavg", 0), ("classify", "aspire", 0)]
+        jobs += [("classify", "classavg", 0), ("classify", "classavg-preset", 0),
+                 ("classify", "aspire", 0)]
         if args.also_no_rerank:
             jobs.insert(1, ("classify", "classavg-norerank", 0))
     if args.pipeline:
@@ -487,6 +522,8 @@ def main(argv=None):
                    "--out", str(wout)] + common
             if impl == "classavg-norerank":
                 cmd.append("--no-rerank")
+            if impl == "classavg-preset" and mode == "classify":
+                cmd += ["--preset", args.preset]
         else:
             cmd = [str(py_aspire), str(ASPIRE_WORKER), mode, "--out", str(wout)] + common
         if mode == "pipeline":
@@ -588,7 +625,7 @@ def render(s):
             "ceiling 10° | median (°) | mirror |",
             "|" + "---|" * 13,
         ]
-        for impl in ("classavg", "classavg-norerank", "aspire"):
+        for impl in ("classavg", "classavg-preset", "classavg-norerank", "aspire"):
             e = cls.get(impl)
             if e is None:
                 continue
@@ -605,7 +642,9 @@ def render(s):
                 pr = best
             name = (f"ASPIRE {w['aspire_version']}" if impl == "aspire" else
                     f"classavg {w['classavg_version']}"
-                    + (" (rerank=False)" if impl == "classavg-norerank" else ""))
+                    + (" (rerank=False)" if impl == "classavg-norerank" else "")
+                    + (f" (preset {w['options']['preset']})" if impl == "classavg-preset"
+                       else " (RIRClass2D defaults)" if impl == "classavg" else ""))
             lines.append(
                 f"| {name} | {w['classify_s']:.1f} | {_fmt_stages(w['stages_s'])} | "
                 f"{w['load_preprocess_s']:.1f} | {pr['wall_s']:.1f} | {pr['cpu_s']:.1f} | "

@@ -12,6 +12,7 @@ import starfile
 from classavg.cli.main import main
 from classavg.io import OutputError, RelionSource
 from classavg.pipeline import list_presets, read_class_table, run_classavg
+from classavg.sources import resolve_chain
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_outputs_exist_and_are_consistent(finished_run):
     assert not np.allclose(stack[[k - 1, 0]], again, atol=1e-2 * np.abs(again).max())
     ca = starfile.read(out / "class_averages.star", always_dict=True)["particles"]
     assert list(ca["rlnClassNumber"]) == list(range(1, k + 1))
-    ref_names = RelionSource(cas.src.parent.parent.star_path).metadata["rlnImageName"]
+    ref_names = RelionSource(resolve_chain(cas.src).root.star_path).metadata["rlnImageName"]
     assert list(ca["rlnImageOriginalName"]) == list(
         ref_names.to_numpy()[cas.class_indices[cas.selection_indices, 0]])
     table = read_class_table(out / "class_table.npz")
@@ -68,6 +69,22 @@ def test_particles_star_partition(finished_run):
     # the file reads back with classavg itself (stack paths relative to the output folder)
     again = RelionSource(out / "particles.star")
     assert again.n == 300 and again.images[:3].shape == (3, 32, 32)
+
+
+def test_written_origins_include_the_centring(finished_run):
+    """The default preset centres the particles before aligning them: particles.star must
+    give the translation from the *input* image, the centring plus the averager's shift."""
+    cas, paths, out = finished_run
+    chain = resolve_chain(cas.src)
+    assert any(type(s).__name__ == "CenteredSource" for s in chain.steps)
+    t = chain.translations()
+    assert np.sqrt(np.mean(np.sum(t ** 2, 1))) > 0.1    # each view's centre is off the box centre
+    table = read_class_table(out / "class_table.npz")
+    refs = cas.class_indices[cas.selection_indices, 0]
+    parts = starfile.read(out / "particles.star", always_dict=True)["particles"]
+    written = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy()[refs]
+    expected = (table["shifts"][:, 0] + t[refs]) * cas.src.pixel_size
+    np.testing.assert_allclose(written, expected, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("preset", [p.name for p in list_presets()])

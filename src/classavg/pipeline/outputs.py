@@ -145,6 +145,9 @@ def _particles_table(src, rank, rot, shift, out_dir):
     parts["rlnAnglePsi"] = np.mod(-np.degrees(rot), 360.0)
     # Shifts are measured on the (possibly downsampled) classified images: Angstrom is
     # invariant, so multiply by that source's pixel size.
+    # The images were aligned as the chain left them: a centring step translated them
+    # first, so the translation from the input image is the sum (both before the rotation).
+    shift = shift + resolve_chain(src).translations()
     parts["rlnOriginXAngst"] = shift[:, 0] * src.pixel_size
     parts["rlnOriginYAngst"] = shift[:, 1] * src.pixel_size
     parts = parts.drop(columns=["rlnOriginX", "rlnOriginY"], errors="ignore")

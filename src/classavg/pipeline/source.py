@@ -260,6 +260,10 @@ class DefaultClassAvgSource(ClassAvgSource):
             # Classification and alignment see whitened images; CTF-aware averaging replays
             # the chain without the whitening (sources/chain.py).
             src = src.whiten(**preset.whiten)
+        if preset.center is not None:
+            # Classifier and averager see centred particles; the outputs add the
+            # translations to the alignments (SourceChain.translations).
+            src = src.center(**{"seed": seed, **preset.center})
         self.preset_config = preset
         if classifier is None:
             opts = dict(preset.classifier)

@@ -1,6 +1,7 @@
 """Image sources: lazy, batched stacks of particle images and their metadata."""
 
 from .base import ArrayImageSource, ImageSource
+from .centering import CenteredSource
 from .chain import SourceChain, resolve_chain
 from .ctf import evaluate_ctf
 from .simulation import Simulation, load_ground_truth, simulate_dataset
@@ -13,4 +14,4 @@ __all__ = ["ImageSource", "ArrayImageSource", "DerivedSource", "DownsampledSourc
            "PhaseFlippedSource", "BackgroundNormalizedSource", "InvertedContrastSource",
            "CastSource", "SourceChain", "resolve_chain", "evaluate_ctf", "Simulation",
            "simulate_dataset", "load_ground_truth", "GaussianBlobVolume", "default_volume",
-           "load_volume", "WhitenedSource", "estimate_noise_psd"]
+           "load_volume", "WhitenedSource", "estimate_noise_psd", "CenteredSource"]

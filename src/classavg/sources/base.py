@@ -225,6 +225,11 @@ class ImageSource(ABC):
         (:class:`~classavg.sources.whitening.WhitenedSource`)."""
         return _TRANSFORMS["whiten"](self, radius, **options)
 
+    def center(self, **options):
+        """Translate every image so that its particle sits on the box centre
+        (:class:`~classavg.sources.centering.CenteredSource`)."""
+        return _TRANSFORMS["center"](self, **options)
+
     # Writing: classavg.io.save_source(src, star_path) (io builds on sources, not back).
 
 

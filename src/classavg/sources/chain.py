@@ -110,6 +110,14 @@ class SourceChain:
                 node = step.with_parent(node)
         return node
 
+    def translations(self) -> np.ndarray:
+        """Translation (x, y) in pixels of :attr:`source` that the steps applied to each
+        image (centring), shape (n, 2): the particle moved by this much from where the root
+        has it.  Derived from the offsets, which every step carries forward (a downsample
+        scales them, a centring adds its shifts)."""
+        scale = self.source.L / self.root.L
+        return self.source.offsets - self.root.offsets * scale
+
     def describe(self) -> dict:
         """For run records: the steps (class names and options), root first, the flip state
         and what a step records of itself (e.g. the noise spectra of whitening)."""
