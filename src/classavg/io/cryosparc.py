@@ -140,7 +140,7 @@ def _metadata(arr, where):
     idx = np.asarray(arr["blob/idx"])
     if idx.dtype.kind not in "iu" or (idx.size and idx.min() < 0):
         r = 0 if idx.dtype.kind not in "iu" else int(np.flatnonzero(idx < 0)[0])
-        raise CryosparcFileError(f"{where}: row {r + 1}, field 'blob/idx' = {idx[r]!r} "
+        raise CryosparcFileError(f"{where}: row {r + 1}, field 'blob/idx' = {idx[r].item()!r} "
                                  f"(dtype {idx.dtype}); expected a 0-based image number >= 0")
     idx = idx.astype(np.int64)
 
@@ -154,7 +154,7 @@ def _metadata(arr, where):
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise CryosparcFileError(f"{where}: row {r + 1} (blob/path {paths[r]!r}, blob/idx "
-                                     f"{idx[r]}), field {field!r} = {v[r]!r}; expected a finite "
+                                     f"{idx[r]}), field {field!r} = {float(v[r])}; expected a finite "
                                      "number")
         return v
 

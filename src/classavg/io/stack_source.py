@@ -151,9 +151,10 @@ def load_particles(path, *, data_dir=None, cs_project_dir=None, angpix=None,
         angpix = check_float("angpix", angpix, min=0.0, min_inclusive=False)
     if data_dir is not None and fmt != ".star":
         raise ParameterError(f"data_dir (--data-dir) is the RELION project directory of a "
-                             f".star file; for {str(path)!r} use "
-                             + ("cs_project_dir (--project-dir)" if fmt == ".cs" else
-                                "no directory (an MRC stack names its own images)"))
+                             f".star file; {str(path)!r} is not one: "
+                             + ("give cs_project_dir (--project-dir), the cryoSPARC project "
+                                "directory" if fmt == ".cs" else
+                                "give none (an MRC stack names its own images)"))
     if cs_project_dir is not None and fmt != ".cs":
         raise ParameterError(f"cs_project_dir (--project-dir) is the cryoSPARC project "
                              f"directory of a .cs file; {str(path)!r} is not one"
