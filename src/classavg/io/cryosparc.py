@@ -154,8 +154,8 @@ def _metadata(arr, where):
         if bad.any():
             r = int(np.flatnonzero(bad)[0])
             raise CryosparcFileError(f"{where}: row {r + 1} (blob/path {paths[r]!r}, blob/idx "
-                                     f"{idx[r]}), field {field!r} = {float(v[r])}; expected a finite "
-                                     "number")
+                                     f"{idx[r]}), field {field!r} = {float(v[r])}; expected a "
+                                     "finite number")
         return v
 
     psize = number("blob/psize_A")
