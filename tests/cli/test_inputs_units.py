@@ -193,3 +193,10 @@ def test_info_reads_every_format(project, cs_file, capsys, kind):
     assert "particles      : 300" in out and "pixel size     : 8 A" in out
     assert ("cryoSPARC particle file" if kind == "cs" else "MRC image stack") in out
     assert ("defocus U" in out) == (kind == "cs")
+
+
+def test_demo_checks_angstrom_options_before_simulating(tmp_path, capsys, no_classification):
+    out = tmp_path / "demo"
+    _refused(capsys, ["demo", "-o", str(out), "--n", "50", "--L", "32", "--lowpass", "10"],
+             "--lowpass", "Nyquist", "16 A")
+    assert not (out / "data").exists()

@@ -186,3 +186,25 @@ def test_load_particles_dispatches(cs_project):
         load_particles(cs_path, data_dir=relion31.project)
     with pytest.raises(ValueError, match=r"cs_project_dir \(--project-dir\) .* not one"):
         load_particles(relion31.star, cs_project_dir=relion31.project)
+
+
+def test_location_fields_become_micrograph_and_coordinates(cs_project):
+    relion31, _, cs_path = cs_project
+    arr = read_cs(cs_path)
+    extra = [("location/micrograph_path", "S40"), ("location/micrograph_shape", "<u4", (2,)),
+             ("location/center_x_frac", "<f4"), ("location/center_y_frac", "<f4")]
+    new = np.zeros(arr.shape, dtype=arr.dtype.descr + extra)
+    for name in arr.dtype.names:
+        new[name] = arr[name]
+    new["location/micrograph_path"] = [f">J2/motioncorrected/mic{i % 2}.mrc".encode()
+                                       for i in range(arr.size)]
+    new["location/micrograph_shape"] = (4000, 3000)           # rows (y), columns (x)
+    new["location/center_x_frac"] = 0.25
+    new["location/center_y_frac"] = 0.5
+    _save(cs_path, new)
+    md = CryosparcSource(cs_path, project_dir=relion31.project).metadata
+    assert md["rlnMicrographName"].tolist()[:2] == ["J2/motioncorrected/mic0.mrc",
+                                                     "J2/motioncorrected/mic1.mrc"]
+    np.testing.assert_allclose(md["rlnCoordinateX"], 750.0)
+    np.testing.assert_allclose(md["rlnCoordinateY"], 2000.0)
+    assert md["csUid"].iloc[0] == arr["uid"][0]

@@ -9,7 +9,7 @@ from ..io import RelionSource
 from ..io._outdir import check_output_dir
 from ..pipeline import get_preset, prepare_source, run_classavg
 from ..pipeline.outputs import OUTPUT_NAMES
-from ..sources.simulation import STACK_NAME, simulate_dataset
+from ..sources.simulation import DEFAULT_BOX_SIZE, STACK_NAME, simulate_dataset
 from .run import (add_length_arguments, add_pipeline_arguments, check_threads, dask_arguments,
                   length_options)
 
@@ -39,6 +39,9 @@ def run(args):
         preset = get_preset(args.preset)
     except ValueError as exc:
         raise UserError(f"--preset: {exc}") from exc
+    # the simulation's pixel size is DEFAULT_BOX_SIZE / L: the Angstrom options are checked
+    # before it runs
+    units = length_options(args, DEFAULT_BOX_SIZE / args.L, args.L, preset)
     out = Path(args.output)
     data = out / "data"
     star = data / "particles.star"
@@ -49,7 +52,6 @@ def run(args):
     simulate_dataset(data, n=args.n, L=args.L, snr=args.snr, ctf=True, seed=args.seed,
                      overwrite=True)
     src = RelionSource(star)
-    units = length_options(args, src, preset)
     src, steps = prepare_source(src, phase_flip=True, mask_radius=units["mask_radius"])
     _, paths = run_classavg(
         src, out, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,

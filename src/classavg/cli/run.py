@@ -123,9 +123,10 @@ def open_particles(args):
                           cs_project_dir=args.project_dir, angpix=args.angpix)
 
 
-def length_options(args, src, preset):
-    """:func:`~classavg.pipeline.units.angstrom_options` of the parsed arguments for ``src``."""
-    return angstrom_options(src.pixel_size, src.L, downsample=getattr(args, "downsample", None),
+def length_options(args, pixel_size, L, preset):
+    """:func:`~classavg.pipeline.units.angstrom_options` of the parsed arguments for images of
+    ``pixel_size`` (A) and ``L`` (px)."""
+    return angstrom_options(pixel_size, L, downsample=getattr(args, "downsample", None),
                             particle_diameter=args.particle_diameter, max_shift=args.max_shift,
                             max_shift_px=args.max_shift_px, lowpass=args.lowpass,
                             preset=preset)
@@ -149,7 +150,7 @@ def run(args):
     except ValueError as exc:
         raise UserError(f"--preset: {exc}") from exc
     src = open_particles(args)
-    units = length_options(args, src, preset)
+    units = length_options(args, src.pixel_size, src.L, preset)
     src, steps = prepare_source(src, phase_flip=args.phase_flip, downsample=args.downsample,
                                 invert_contrast=args.invert_contrast,
                                 mask_radius=units["mask_radius"])
