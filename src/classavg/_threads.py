@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["single_thread_blas"]
+__all__ = ["single_thread_blas", "limit_threads"]
 
 _controller: ThreadpoolController | None = None
 
@@ -28,3 +28,25 @@ def single_thread_blas():
     if _controller is None:
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
+
+
+def limit_threads(n):
+    """Context manager running the block with at most ``n`` threads per thread pool.
+
+    Limits, through :mod:`threadpoolctl`, every BLAS library (OpenBLAS, MKL) and every OpenMP
+    runtime loaded at entry (finufft's NUFFTs run on OpenMP), and sets
+    :func:`scipy.fft.set_workers` for the FFTs that take the default worker count.  FFTs
+    that ask for ``workers=-1`` explicitly still use every core.  ``n=None`` changes nothing.
+    Process-wide while active, then restored; Dask workers are configured separately (their
+    own thread count).
+    """
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    import scipy.fft
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(ThreadpoolController().limit(limits=int(n)))
+    stack.enter_context(scipy.fft.set_workers(int(n)))
+    return stack

@@ -1,11 +1,14 @@
-"""``classavg info``: describe a RELION particle data set.
+"""``classavg info``: describe a particle data set (RELION ``.star``, cryoSPARC ``.cs``, MRC
+stack).
 
-The work is done by :func:`classavg.io.relion.dataset_summary`; this module only formats it.
+The work is done by :func:`classavg.io.dataset_summary`; this module only formats it.
 """
 
 from __future__ import annotations
 
 import json
+
+from .run import add_input_arguments
 
 __all__ = ["add_parser", "run", "format_summary"]
 
@@ -13,13 +16,15 @@ __all__ = ["add_parser", "run", "format_summary"]
 def add_parser(subparsers):
     """Declare the ``info`` subcommand and its arguments; return its parser."""
     p = subparsers.add_parser(
-        "info", help="describe a RELION particle STAR file and its stacks",
+        "info", help="describe a particle file (.star, .cs, .mrcs) and its stacks",
         description="Print the number of particles, box and pixel size, RELION layout, stacks, "
-                    "optics groups, CTF and origin ranges of a particle STAR file.")
-    p.add_argument("star", metavar="particles.star", help="RELION particle STAR file (3.0 or 3.1+)")
-    p.add_argument("--data-dir", metavar="DIR", default=None,
-                   help="RELION project directory the stack paths are relative to")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+                    "optics groups, CTF and origin ranges of a particle file: RELION STAR "
+                    "(3.0 or 3.1+), cryoSPARC .cs or MRC stack (.mrcs/.mrc).")
+    p.add_argument("star", metavar="PARTICLES",
+                   help="RELION particle STAR file, cryoSPARC .cs file or MRC stack")
+    add_input_arguments(p)
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (default: text)")
     return p
 
 
@@ -35,6 +40,8 @@ def format_summary(summary) -> str:
     add = lines.append
     if summary.get("star_file"):
         add(f"STAR file      : {summary['star_file']}")
+    elif summary.get("input_file"):
+        add(f"input file     : {summary['input_file']} ({summary['input_format']})")
     if summary.get("relion_version"):
         add(f"RELION layout  : {summary['relion_version']}")
     add(f"particles      : {summary['n_particles']}")
@@ -73,11 +80,18 @@ def format_summary(summary) -> str:
 
 
 def run(args) -> int:
-    """Read the STAR file named by ``args.star`` and print its summary; return 0."""
-    from ..io.relion import RelionSource, dataset_summary
+    """Read the particle file named by ``args.star`` and print its summary; return 0."""
+    from ..io import PARTICLE_FORMATS, dataset_summary, load_particles
+    from ..io.stack_source import particle_format
 
-    src = RelionSource(args.star, data_dir=args.data_dir)
+    fmt = particle_format(args.star)
+    src = load_particles(args.star, data_dir=args.data_dir, cs_project_dir=args.project_dir,
+                         angpix=args.angpix)
     summary = dataset_summary(src)
+    summary["input_file"] = str(args.star)
+    summary["input_format"] = PARTICLE_FORMATS[fmt].split(" (")[0]
+    if summary.get("n_stacks") is None and hasattr(src, "stack_names"):
+        summary["n_stacks"] = len(src.stack_names)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -323,12 +323,12 @@ def os_errors_name(path, doing="writing into"):
 
 
 def source_files(src):
-    """The input files behind an image source: the STAR file and stacks of the source that
-    read them (the root of its chain, :func:`classavg.sources.chain.resolve_chain`), as
-    absolute paths."""
+    """The input files behind an image source: the STAR (or ``.cs``) file and stacks of the
+    source that read them (the root of its chain,
+    :func:`classavg.sources.chain.resolve_chain`), as absolute paths."""
     src = resolve_chain(src).root
     files = []
-    star = getattr(src, "star_path", None)
+    star = getattr(src, "star_path", None) or getattr(src, "input_path", None)
     if star is not None:
         files.append(Path(star).absolute())
     try:

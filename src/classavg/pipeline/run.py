@@ -12,6 +12,7 @@ from pathlib import Path
 from .._errors import MissingDependencyError, ParameterError
 from .._parallel import client_workers, dask_client
 from .._tags import get_tags
+from .._threads import limit_threads
 from .._validation import check_int
 from .._version import __version__
 from ..classification import RIRClass2D
@@ -27,14 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
-                   invert_contrast=False):
+                   invert_contrast=False, mask_radius=None):
     """Apply the usual lazy pre-processing to a particle source.
 
     Order: Fourier downsample to ``downsample`` pixels -> contrast inversion -> background
     normalisation (zero mean, unit variance outside the particle disk) -> phase flip (needs
     CTF metadata).  Phase flipping last keeps the raw, normalised images one step up the
-    chain (``src.parent``), where CTF-aware (Wiener) averaging reads them.  Returns the new
-    source and a list describing the steps.
+    chain (``src.parent``), where CTF-aware (Wiener) averaging reads them.  ``mask_radius``
+    is the particle radius of the normalisation in pixels of the (downsampled) images
+    (default: ``L // 2``; :func:`classavg.pipeline.units.angstrom_options` converts one in
+    Angstrom).  Returns the new source and a list describing the steps.
 
     Raises
     ------
@@ -59,8 +62,9 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
         src = src.invert_contrast()
         steps.append("invert_contrast")
     if normalize:
-        src = src.normalize_background()
-        steps.append("normalize_background")
+        src = src.normalize_background(radius=mask_radius)
+        steps.append("normalize_background" if mask_radius is None else
+                     f"normalize_background(radius={mask_radius:g})")
     if phase_flip:
         src = src.phase_flip()
         steps.append("phase_flip")
@@ -69,7 +73,8 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
                  overwrite=False, report=True, record=None, batch_size=1024, client=None,
-                 scheduler=None, dask_local=None, device="cpu"):
+                 scheduler=None, dask_local=None, device="cpu", classifier_options=None,
+                 averager_options=None, threads=None):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -102,6 +107,13 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     device : {"cpu", "cuda"}, optional
         Where the kernels of the parts that take a device run (``tags.device``: the
         classifier, the BFR/BFSR averagers of every preset; the others run on the CPU).
+    classifier_options, averager_options : dict, optional
+        Keyword options replacing the preset's for the classifier (e.g. ``bandlimit``) and
+        the averager (e.g. ``radius``, the maximum shift in pixels); see
+        :func:`classavg.pipeline.units.angstrom_options` for values from Angstrom.
+    threads : int, optional
+        At most this many threads per BLAS/OpenMP pool and for the default FFT workers
+        (:func:`classavg._threads.limit_threads`; default: the libraries' own, all cores).
 
     Returns
     -------
@@ -120,6 +132,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
               dask_local=dask_local, device=device)
     if dask_local is not None:
         dask_local = check_int("dask_local", dask_local, min=1)
+    if threads is not None:
+        threads = check_int("threads", threads, min=1)
     if sum(x is not None for x in (client, scheduler, dask_local)) > 1:
         raise ValueError("give at most one of client, scheduler and dask_local")
     if client is None and (scheduler is not None or dask_local is not None):
@@ -127,12 +141,26 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
             return run_classavg(src, out_dir, preset=preset, n_nbor=n_nbor,
                                 n_classes=n_classes, seed=seed, overwrite=overwrite,
                                 report=report, record=record, batch_size=batch_size,
-                                client=client, device=device)
+                                client=client, device=device,
+                                classifier_options=classifier_options,
+                                averager_options=averager_options, threads=threads)
+    with limit_threads(threads):
+        return _run(src, out_dir, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
+                    overwrite=overwrite, report=report, record=record, batch_size=batch_size,
+                    client=client, device=device, classifier_options=classifier_options,
+                    averager_options=averager_options, threads=threads)
+
+
+def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, record, batch_size,
+         client, device, classifier_options, averager_options, threads):
+    """:func:`run_classavg` after its checks, inside the thread limits."""
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     cas = DefaultClassAvgSource(src, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
-                                device=device, classifier_options=dict(batch_size=batch_size),
-                                client=client)
+                                device=device,
+                                classifier_options={"batch_size": batch_size,
+                                                    **(classifier_options or {})},
+                                averager_options=averager_options, client=client)
     rec = {
         "classavg_version": __version__,
         "preset": cfg.name,
@@ -142,7 +170,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                        "classifier": type(cas.classifier).__name__,
                        "selector": type(cas.class_selector).__name__,
                        "averager": type(cas.averager).__name__,
-                       "image_stacker": type(cas.averager.image_stacker).__name__},
+                       "image_stacker": type(cas.averager.image_stacker).__name__,
+                       "classifier_options": dict(classifier_options or {}),
+                       "averager_options": dict(averager_options or {})},
         "seeds": {type(p).__name__: seed for p in (cas.classifier, cas.class_selector)
                   if get_tags(p).random},
         "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src),
@@ -150,9 +180,11 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                   "chain": resolve_chain(cas.src).describe()},
         "started": started.isoformat(),
         "python": platform.python_version(),
-        "execution": ({"backend": "process", "device": device} if client is None else
+        "execution": ({"backend": "process", "device": device, "threads": threads}
+                      if client is None else
                       {"backend": "dask", "scheduler": client.scheduler.address,
-                       "workers": client_workers(client), "device": device}),
+                       "workers": client_workers(client), "device": device,
+                       "threads": threads}),
     }
     if isinstance(cas.classifier, RIRClass2D):
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
