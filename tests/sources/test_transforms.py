@@ -164,11 +164,37 @@ def test_normalize_background_statistics():
 
 def test_normalize_background_constant_and_bad_radius():
     src = ArrayImageSource(np.full((2, 16, 16), 7.0))
-    np.testing.assert_array_equal(src.normalize_background().images[:], 0.0)
+    np.testing.assert_array_equal(src.normalize_background(ramp=False).images[:], 0.0)
+    # The plane fit reproduces the constant up to the rounding of its few float64 sums.
+    np.testing.assert_allclose(src.normalize_background().images[:], 0.0,
+                               atol=64 * np.finfo(np.float64).eps * 7.0)
     with pytest.raises(ValueError, match="radius must leave at least 2 background pixels"):
-        src.normalize_background(radius=12)
+        src.normalize_background(radius=12, ramp=False)
+    with pytest.raises(ValueError, match="radius must leave at least 4 background pixels"):
+        src.normalize_background(radius=11.2)
     with pytest.raises(ValueError, match="radius must be a number > 0"):
         src.normalize_background(radius=0)
+
+
+@pytest.mark.parametrize("L", [32, 33])
+def test_normalize_background_removes_an_ice_gradient(L):
+    """A linear background (ice thickness) is subtracted over the whole box with ramp=True;
+    ramp=False leaves it (only the mean goes)."""
+    rng = np.random.default_rng(7)
+    y, x = (np.indices((L, L)) - L // 2).astype(float)
+    grad = rng.normal(0, 0.5, (50, 2))
+    noise = rng.standard_normal((50, L, L))
+    imgs = 3.0 + grad[:, 0, None, None] * x + grad[:, 1, None, None] * y + noise
+    out = ArrayImageSource(imgs, dtype=np.float64).normalize_background().images[:]
+    bg = radial_grid(L) >= L // 2
+    # What is left is the noise, scaled to unit background variance: the fitted plane's
+    # slopes are ~ sd / sqrt(sum x^2) over the background, far below the gradients.
+    slope_x = (out * x).sum((1, 2)) / (x ** 2).sum()
+    assert np.max(np.abs(slope_x)) < 5 / np.sqrt((x[bg] ** 2).sum())
+    np.testing.assert_allclose(out[:, bg].std(axis=1), 1.0, atol=1e-10)
+    kept = ArrayImageSource(imgs, dtype=np.float64).normalize_background(ramp=False).images[:]
+    kept_slope = (kept * x).sum((1, 2)) / (x ** 2).sum()
+    assert np.median(np.abs(kept_slope)) > 10 * np.median(np.abs(slope_x))
 
 
 def test_invert_contrast_and_astype():

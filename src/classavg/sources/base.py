@@ -208,9 +208,10 @@ class ImageSource(ABC):
         """Multiply every image's Fourier transform by the sign of its CTF."""
         return _TRANSFORMS["phase_flip"](self)
 
-    def normalize_background(self, radius=None):
-        """Scale every image to zero mean, unit variance outside the particle disk."""
-        return _TRANSFORMS["normalize_background"](self, radius=radius)
+    def normalize_background(self, radius=None, *, ramp=True):
+        """Scale every image to zero mean, unit variance outside the particle disk (the
+        background plane subtracted with ``ramp``)."""
+        return _TRANSFORMS["normalize_background"](self, radius=radius, ramp=ramp)
 
     def invert_contrast(self):
         """Negate every image (dark particles become bright)."""

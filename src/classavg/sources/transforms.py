@@ -201,41 +201,68 @@ class BackgroundNormalizedSource(DerivedSource):
     The background is every pixel at distance >= ``radius`` from the centre pixel
     ``(L // 2, L // 2)``.  The default ``radius = L // 2`` is the largest disc that fits in
     the box, so the background is the four corners and any particle that fits in the box is
-    excluded from the statistics.  An image with a constant background is only shifted.
+    excluded from the statistics.  With ``ramp`` (default) the least-squares plane
+    ``a + b x + c y`` through the background pixels is subtracted from the whole image
+    instead of their mean, as RELION's ``relion_preprocess --norm`` does unless ``--no_ramp``:
+    an ice-thickness gradient across the box is removed (it would otherwise pull the
+    centring and the alignments towards the thicker side), and the standard deviation is
+    that of the background about the plane.  An image with a constant background is only
+    shifted.
 
     Parameters
     ----------
     parent : ImageSource
     radius : float, optional
-        Particle radius in pixels, ``0 < radius``, leaving at least 2 background pixels.
+        Particle radius in pixels, ``0 < radius``, leaving at least 2 background pixels
+        (4 with ``ramp``: a plane has 3 parameters).
+    ramp : bool, optional
+        Subtract the background plane rather than the background mean (default True).
     """
 
-    def __init__(self, parent, radius=None):
+    def __init__(self, parent, radius=None, *, ramp=True):
         if not isinstance(parent, ImageSource):
             raise TypeError(f"parent must be an ImageSource, got {type(parent).__name__}")
         L = parent.L
         radius = L // 2 if radius is None else check_float("radius", radius, min=0,
                                                             min_inclusive=False)
         background = ~disk_mask(L, float(radius))
-        if background.sum() < 2:
-            raise ValueError(f"radius must leave at least 2 background pixels in a {L}x{L} "
-                             f"box (radius < {np.hypot(L // 2, L // 2):.3g}), got {radius!r}")
+        self.ramp = bool(ramp)
+        need = 4 if self.ramp else 2
+        if background.sum() < need:
+            raise ValueError(f"radius must leave at least {need} background pixels in a "
+                             f"{L}x{L} box (radius < {np.hypot(L // 2, L // 2):.3g}), got "
+                             f"{radius!r}")
         self.radius = float(radius)
         self._background = background
+        if self.ramp:
+            # Least-squares plane through the background: coefficients = bg @ pinv.T, with
+            # the design matrix [1, x, y] of the background pixels (centred coordinates,
+            # so the columns are near-orthogonal and the pseudo-inverse well conditioned).
+            y, x = (np.indices((L, L)) - L // 2).astype(np.float64)
+            design = np.stack([np.ones(background.sum()), x[background], y[background]], 1)
+            self._pinv = np.linalg.pinv(design)                         # (3, n_bg)
+            self._planes = np.stack([np.ones((L, L)), x, y])            # (3, L, L)
+            self._bg_planes = self._planes[:, background]               # (3, n_bg)
         super().__init__(parent)
 
     def _options(self):
-        return {"radius": self.radius}
+        return {"radius": self.radius, "ramp": self.ramp}
 
     def _transform(self, batch, indices):
         bg = batch[:, self._background].astype(np.float64)
-        mean = bg.mean(axis=1)
-        std = bg.std(axis=1)
-        flat = std <= 0
+        if self.ramp:
+            coef = bg @ self._pinv.T                                    # (k, 3)
+            plane = np.tensordot(coef, self._planes, axes=1)           # (k, L, L)
+            std = (bg - coef @ self._bg_planes).std(axis=1)
+        else:
+            mean = bg.mean(axis=1)
+            plane = mean[:, None, None]
+            std = bg.std(axis=1)
+        flat = std <= 1e-12 * np.maximum(np.abs(bg).max(axis=1), 1e-300)
         if np.any(flat):
             logger.debug("%d image(s) have a constant background; not rescaled", int(flat.sum()))
             std[flat] = 1.0
-        out = (batch - mean[:, None, None].astype(self.dtype))
+        out = batch - plane.astype(self.dtype)
         out /= std[:, None, None].astype(self.dtype)
         return out
 
