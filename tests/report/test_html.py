@@ -14,7 +14,7 @@ import pytest
 
 from classavg import ArrayImageSource
 from classavg.report import write_report
-from classavg.report._png import bin_images, encode_png_gray8, to_uint8
+from classavg.report._images import bin_images, encode_png_gray8, to_uint8
 
 mpimg = pytest.importorskip("matplotlib.image")
 
@@ -169,11 +169,11 @@ def test_gallery_lists_ids_populations_scores_in_order(tmp_path):
     pops = np.array([50, 12, 1, 0, 7, 300, 2])
     scores = np.array([0.91, 0.5, np.nan, -2.5, 1e-6, 3.25, np.inf])
     path = report(tmp_path, k=k, class_ids=cls, reference_ids=refs, populations=pops,
-                  scores=scores, ranks=np.arange(k) * 2)
+                  scores=scores, ranks=np.arange(k) * 2 + 1)
     page = parse(path)
     tiles = page.find("figure", "tile")
     assert len(tiles) == k
-    assert [int(t["data-rank"]) for t in tiles] == list(np.arange(k) * 2)
+    assert [int(t["data-rank"]) for t in tiles] == list(np.arange(k) * 2 + 1)
     assert [int(t["data-class"]) for t in tiles] == list(cls)
     assert [int(t["data-reference"]) for t in tiles] == list(refs)
     assert [int(t["data-population"]) for t in tiles] == list(pops)
