@@ -17,7 +17,6 @@ members at their MAP poses (the hard-assignment average of the same alignment).
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import numpy as np
@@ -31,16 +30,25 @@ __all__ = ["half_set_averages", "half_set_class_resolution"]
 logger = logging.getLogger(__name__)
 
 
-def _sub_batch(batch, cols, shifts):
-    """``batch`` restricted to member columns ``cols`` (images and coefficients shared)."""
-    full = batch.shifted_member_coefficients(shifts)     # computed once, both halves share it
-    sub = copy.copy(batch)
-    sub.indices = batch.indices[:, cols]
-    sub.refl = batch.refl[:, cols]
-    sub.inverse = batch.inverse[:, cols]
-    part = np.ascontiguousarray(shifts[:, cols])
-    sub._shifted = (np.asarray(part, dtype=np.float64).tobytes(), full[:, cols])
-    return sub
+class _HalfBatch(ClassBatch):
+    """``batch`` restricted to the member columns ``cols``: images and coefficients are shared
+    with it, and its shifted member coefficients (computed once, only by a stacking that asks
+    for them) are cut from the full batch's."""
+
+    def __init__(self, batch, cols, shifts):
+        self.__dict__.update(batch.__dict__)
+        self._parent, self._cols, self._parent_shifts = batch, cols, shifts
+        self.indices = batch.indices[:, cols]
+        self.refl = batch.refl[:, cols]
+        self.inverse = batch.inverse[:, cols]
+
+    def member_coefficients(self):
+        return self._parent.member_coefficients()[:, self._cols]
+
+    def shifted_member_coefficients(self, shifts):
+        if not np.array_equal(shifts, self._parent_shifts[:, self._cols]):
+            return super().shifted_member_coefficients(shifts)
+        return self._parent.shifted_member_coefficients(self._parent_shifts)[:, self._cols]
 
 
 def _stacker_of(averager):
@@ -97,7 +105,7 @@ def half_set_averages(averager, class_indices, class_refl, alignment):
         for cols, out in ((cols_a, out_a), (cols_b, out_b)):
             res = AlignmentResult(r, alignment.rotations[sl][:, cols], shifts[:, cols],
                                   alignment.scores[sl][:, cols])
-            out[sl] = stack(_sub_batch(batch, cols, shifts), res)
+            out[sl] = stack(_HalfBatch(batch, cols, shifts), res)
     return out_a, out_b
 
 
