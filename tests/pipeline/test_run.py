@@ -53,6 +53,27 @@ def test_outputs_exist_and_are_consistent(finished_run):
     assert record["n_classes"] == k and "classification" in record["timings"]
 
 
+def test_classes_star_has_half_set_resolution(finished_run):
+    from classavg.averaging import AlignmentResult
+    from classavg.averaging.half_sets import half_set_class_resolution
+
+    cas, paths, out = finished_run
+    classes = starfile.read(out / "classes.star", always_dict=True)["classes"]
+    res = classes["classavgResolutionAngst"].to_numpy(float)
+    assert res.shape == (cas.n,)
+    # a box of 32 pixels: between Nyquist and infinity (no correlation); halves of 5 members
+    assert np.all((res >= 2 * cas.src.pixel_size - 1e-6) | np.isnan(res))
+    assert np.isfinite(res).mean() >= 0.5
+    # the written values are the half-set FRC of the averager's own alignment
+    rot, sh, sc = cas.alignment()
+    again = half_set_class_resolution(
+        cas.averager, cas.class_indices, cas.class_refl,
+        AlignmentResult(cas.selection_indices, rot, sh, sc))["resolution"]
+    np.testing.assert_allclose(res, again, rtol=1e-4)
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert report.count('data-resolution="') == cas.n and "scalebar" in report
+
+
 def test_particles_star_partition(finished_run):
     cas, paths, out = finished_run
     blocks = starfile.read(out / "particles.star", always_dict=True)

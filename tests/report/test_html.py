@@ -14,7 +14,7 @@ import pytest
 
 from classavg import ArrayImageSource
 from classavg.report import write_report
-from classavg.report._png import bin_images, encode_png_gray8, to_uint8
+from classavg.report._images import bin_images, encode_png_gray8, to_uint8
 
 mpimg = pytest.importorskip("matplotlib.image")
 
@@ -169,11 +169,11 @@ def test_gallery_lists_ids_populations_scores_in_order(tmp_path):
     pops = np.array([50, 12, 1, 0, 7, 300, 2])
     scores = np.array([0.91, 0.5, np.nan, -2.5, 1e-6, 3.25, np.inf])
     path = report(tmp_path, k=k, class_ids=cls, reference_ids=refs, populations=pops,
-                  scores=scores, ranks=np.arange(k) * 2)
+                  scores=scores, ranks=np.arange(k) * 2 + 1)
     page = parse(path)
     tiles = page.find("figure", "tile")
     assert len(tiles) == k
-    assert [int(t["data-rank"]) for t in tiles] == list(np.arange(k) * 2)
+    assert [int(t["data-rank"]) for t in tiles] == list(np.arange(k) * 2 + 1)
     assert [int(t["data-class"]) for t in tiles] == list(cls)
     assert [int(t["data-reference"]) for t in tiles] == list(refs)
     assert [int(t["data-population"]) for t in tiles] == list(pops)
@@ -363,3 +363,56 @@ def test_two_thousand_averages_of_64(tmp_path):
     assert len(imgs) == k
     assert decode_png(imgs[-1]["src"]).shape == (L, L)
     assert path.stat().st_size < 20e6
+
+
+# -- resolution, kept flags, scale bar, selection format -----------------------------------------
+@pytest.mark.parametrize("box, bar", [(80, 20), (128, 50), (200, 50), (400, 100), (30, 10),
+                                      (1000, 200), (3000, 1000)])
+def test_scale_bar_is_round_and_about_a_quarter_box(box, bar):
+    from classavg.report import scale_bar_angstrom
+
+    assert scale_bar_angstrom(box) == pytest.approx(bar)
+    assert 0.4 < scale_bar_angstrom(box) / (box / 4) < 2.5
+
+
+@pytest.mark.parametrize("ranks, text", [([], ""), ([3], "3"), ([2, 1], "1,2"),
+                                         ([9, 1, 5, 6, 7, 8, 3], "1,3,5-9"),
+                                         ([4, 4, 5, 6], "4-6"), ([1, 3, 4, 5, 7, 8], "1,3-5,7,8")])
+def test_format_ranks(ranks, text):
+    from classavg.report._template import format_ranks
+
+    assert format_ranks(ranks) == text
+
+
+def test_resolution_and_kept_in_tiles(tmp_path):
+    k = 4
+    res = np.array([7.25, np.inf, np.nan, 12.0])
+    path = report(tmp_path, k=k, resolutions=res, kept=[True, False, True, False],
+                  pixel_size=1.5)
+    tiles = parse(path).find("figure", "tile")
+    assert [t["data-resolution"] for t in tiles] == ["7.25", "Infinity", "", "12.0"]
+    assert [t["data-kept"] for t in tiles] == ["1", "0", "1", "0"]
+    assert ["rejected" in t["class"] for t in tiles] == [False, True, False, True]
+    text = path.read_text(encoding="utf-8")
+    assert "res 7.25 &Aring;" in text and "res &infin;" in text and "res n/a" in text
+    assert "2 kept, 2 rejected" in text
+    assert '<option value="resolution">' in text
+
+
+def test_defaults_all_kept_and_no_resolution(tmp_path):
+    path = report(tmp_path, k=3)
+    tiles = parse(path).find("figure", "tile")
+    assert all(t["data-kept"] == "1" and t["data-resolution"] == "" for t in tiles)
+    assert '<option value="resolution" disabled>' in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(resolutions=np.ones(2)), "resolutions must have shape"),
+    (dict(resolutions=-np.ones(3)), "resolutions must be positive"),
+    (dict(kept=[1, 0, 1]), "kept must hold booleans"),
+    (dict(kept=[True]), "kept must have shape"),
+    (dict(ranks=[0, 1, 2]), "1-based"),
+])
+def test_bad_resolution_kept_ranks(tmp_path, bad, match):
+    with pytest.raises(ValueError, match=match):
+        report(tmp_path, k=3, **bad)

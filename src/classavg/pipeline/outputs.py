@@ -8,7 +8,9 @@ Files in the output folder:
     ``rlnClassDistribution``, ``rlnImageOriginalName`` = the reference particle's image).
 ``classes.star``
     One row per selected class with classavg's own labels (rank, class id, reference particle,
-    member count, partition population, score): not meant for RELION.
+    member count, partition population, score, ``classavgResolutionAngst``: the half-set FRC
+    resolution at 0.143 in Angstrom, :mod:`classavg.metrics.resolution`; ``inf`` where the
+    halves never correlate, NaN where undefined): not meant for RELION.
 ``class_table.npz``
     The full neighbour table of every image (``class_indices``, ``class_refl``,
     ``class_distances``), the selection, and the alignment (``rotations`` radians, ``shifts``
@@ -44,6 +46,7 @@ from ..io._outdir import (check_output_dir, make_stage, os_errors_name,
                           remove_previous_outputs, sigterm_exits, source_files)
 from ..io.relion import save_source
 from ..sources.chain import resolve_chain
+from ._quality import class_resolution
 
 __all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES"]
 
@@ -229,6 +232,7 @@ def _write_all(cas, stage, record, report, batch_size):
     paths["class_averages.mrcs"] = stage / "class_averages.mrcs"
     rot, sh, sc = cas.alignment()
     rank, prot, pshift, _ = particle_partition(cas, rot, sh)
+    resolution = class_resolution(cas, (rot, sh, sc))          # half-set FRC, Angstrom
     population = np.bincount(rank, minlength=sel.size + 1)[1:]
     # Add the class columns (RELION labels) to the averages' STAR file.
     blocks = starfile.read(paths["class_averages.star"], always_dict=True)
@@ -249,6 +253,7 @@ def _write_all(cas, stage, record, report, batch_size):
         "classavgScore": md["score"].to_numpy(),
         "classavgMeanDistance": cas.class_distances[sel, 1:].mean(axis=1)
         if cas.n_nbor > 1 else np.zeros(sel.size),
+        "classavgResolutionAngst": resolution,
     })
     starfile.write({"classes": classes}, stage / "classes.star")
     paths["classes.star"] = stage / "classes.star"
@@ -280,6 +285,7 @@ def _write_all(cas, stage, record, report, batch_size):
                          populations=population, scores=md["score"].to_numpy(),
                          ranks=np.arange(1, sel.size + 1),
                          class_distances=cas.class_distances, metadata=full,
+                         resolutions=resolution,
                          pixel_size=src.pixel_size,
                          title=f"classavg: {sel.size} class averages")
         paths["report.html"] = stage / "report.html"

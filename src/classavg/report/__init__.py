@@ -8,6 +8,6 @@ matplotlib (used for the plots) is imported only when a report is written, and n
 pyplot, so importing this package does not change the user's matplotlib backend.
 """
 
-from .html import write_report
+from .html import scale_bar_angstrom, write_report
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "scale_bar_angstrom"]

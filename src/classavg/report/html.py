@@ -9,7 +9,12 @@ The report has three parts:
 * a header with the title, a one-line summary and the run record (``metadata``: version,
   preset, parameters, timings, seeds...) as a table;
 * a gallery of every class average, in the order given (selection rank), each tile showing
-  the rank, class id, reference particle, population (member count) and quality score;
+  the rank, class id, reference particle, population (member count), quality score and
+  half-set resolution (:mod:`classavg.metrics.resolution`), with a scale bar when the pixel
+  size is known; the gallery can be sorted (rank, population, score, resolution), filtered
+  (kept / rejected classes) and classes selected by clicking and exported as
+  ``selected_classes.txt`` (1-based ranks such as ``1,3,5-9``, the file
+  ``classavg select --classes-from`` reads); see :mod:`classavg.report._template`;
 * plots: histograms of the neighbour distances and of each class's mean neighbour distance
   (when ``class_distances`` is given), and score and population against selection rank.
 
@@ -21,9 +26,14 @@ at most ``max_thumbnail_px``); the browser scales it up without smoothing
 (``image-rendering: pixelated``), which keeps a report of 2,000 averages of 64 x 64 pixels at a
 few megabytes.
 
+Scale bar: a bar of a round length (1, 2 or 5 times a power of ten Angstrom; the one closest to
+a quarter of the box on a log scale, :func:`scale_bar_angstrom`) at the lower left of every
+thumbnail, its width a fraction of the image width, so it follows the tile-size slider.
+
 An inline script counts the thumbnails the browser decoded and shows "k of k averages shown";
 the counts are also written to ``<body data-images-loaded=... data-images-failed=...>``
-(``data-images-expected`` is static), which the headless-browser test reads.
+(``data-images-expected`` is static), which the headless-browser tests read, together with
+the sort, filter and selection state (:mod:`classavg.report._template`).
 """
 
 from __future__ import annotations
@@ -43,83 +53,16 @@ import numpy as np
 from .._progress import progress
 from .._validation import check_float, check_int
 from .._version import __version__
-from ._png import bin_images, encode_png_gray8, to_uint8
+from ._gallery import gallery_head, scale_bar_angstrom, tile
+from ._images import bin_images, to_uint8
+from ._template import CSS, SCRIPT
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "scale_bar_angstrom"]
 
 logger = logging.getLogger(__name__)
 
 #: Images converted and encoded per batch (bounds memory for memory-mapped or lazy stacks).
 _BATCH = 256
-
-_CSS = """
-:root { --tile: 128px; color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0 1.5rem 2rem; color: #1e1e1e; background: #f5f5f2;
-  font: 15px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-header { padding: 0.8rem 0 0.2rem; border-bottom: 1px solid #d0d0cc; }
-h1 { font-size: 1.5rem; margin: 0 0 0.2rem; }
-h2 { font-size: 1.15rem; margin: 1.4rem 0 0.5rem; }
-.summary { margin: 0.2rem 0; color: #444; }
-nav a { margin-right: 1rem; color: #204a87; }
-table.meta { border-collapse: collapse; font-size: 0.85rem; background: #fff; }
-table.meta th, table.meta td { text-align: left; vertical-align: top; padding: 2px 12px 2px 6px;
-  border-bottom: 1px solid #e2e2de; }
-table.meta th { font-weight: 600; white-space: nowrap; color: #333; }
-table.meta table.meta { background: transparent; }
-.note { color: #555; font-size: 0.85rem; max-width: 60rem; }
-.controls { font-size: 0.85rem; display: flex; gap: 1.5rem; align-items: center; }
-#load-status.bad { color: #a40000; font-weight: 600; }
-.gallery { display: flex; flex-wrap: wrap; gap: 8px; }
-.tile { margin: 0; padding: 5px; width: calc(var(--tile) + 12px); background: #fff;
-  border: 1px solid #d8d8d4; border-radius: 4px; }
-.tile img { display: block; width: var(--tile); height: var(--tile); background: #000;
-  image-rendering: pixelated; }
-.tile figcaption { font-size: 11px; line-height: 1.3; margin-top: 3px; color: #333;
-  font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
-.tile .rank { font-weight: 700; color: #000; }
-.plots figure { margin: 0 0 1rem; }
-.plots img { max-width: 100%; height: auto; background: #fff; border: 1px solid #d8d8d4; }
-.plots figcaption { font-size: 0.85rem; color: #555; }
-footer { margin-top: 2rem; font-size: 0.8rem; color: #777; }
-"""
-
-_SCRIPT = """
-(function () {
-  "use strict";
-  var imgs = document.querySelectorAll("#gallery img.avg");
-  var status = document.getElementById("load-status");
-  var pending = false;
-  function update() {
-    pending = false;
-    var ok = 0, bad = 0;
-    for (var i = 0; i < imgs.length; i++) {
-      if (imgs[i].complete) { if (imgs[i].naturalWidth > 0) { ok++; } else { bad++; } }
-    }
-    document.body.setAttribute("data-images-loaded", String(ok));
-    document.body.setAttribute("data-images-failed", String(bad));
-    if (status) {
-      status.textContent = ok + " of " + imgs.length + " averages shown" +
-        (bad ? "; " + bad + " failed to load" : "");
-      status.className = bad ? "bad" : "";
-    }
-  }
-  function later() { if (!pending) { pending = true; setTimeout(update, 50); } }
-  for (var i = 0; i < imgs.length; i++) {
-    imgs[i].addEventListener("load", later);
-    imgs[i].addEventListener("error", later);
-  }
-  window.addEventListener("load", update);
-  update();
-  var slider = document.getElementById("tile-size");
-  if (slider) {
-    slider.addEventListener("input", function () {
-      document.documentElement.style.setProperty("--tile", slider.value + "px");
-    });
-  }
-})();
-"""
-
 
 # -- small helpers ------------------------------------------------------------------------------
 def _esc(value) -> str:
@@ -202,6 +145,8 @@ def _vector(name, value, k, *, dtype, allow_none=False):
             if not np.issubdtype(arr.dtype, np.floating) or not np.all(arr == np.round(arr)):
                 raise ValueError(f"{name} must hold integers, got dtype {arr.dtype}")
         return arr.astype(np.int64)
+    if dtype is bool:
+        return arr
     try:
         return arr.astype(np.float64)
     except (TypeError, ValueError):
@@ -236,7 +181,8 @@ class _Stack:
 # -- the report ---------------------------------------------------------------------------------
 def write_report(path, *, averages, class_ids, reference_ids=None, populations, scores=None,
                  ranks=None, class_distances=None, title="classavg report", metadata=None,
-                 pixel_size=None, max_thumbnail_px=128) -> Path:
+                 pixel_size=None, resolutions=None, kept=None,
+                 max_thumbnail_px=128) -> Path:
     """Write a self-contained HTML report of class averages.
 
     The file needs no network and no other file: CSS and script are inline and every image is a
@@ -272,8 +218,15 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
         ``timings``, ``seeds``).  Nested dicts become nested tables; numbers under a key
         containing "timing" are shown as seconds.
     pixel_size : float, optional
-        Pixel size of the averages in Angstrom, shown in the summary (default: the source's
-        pixel size when ``averages`` is an ImageSource, otherwise not shown).
+        Pixel size of the averages in Angstrom, shown in the summary and used for the scale
+        bar (default: the source's pixel size when ``averages`` is an ImageSource, otherwise
+        neither is shown).
+    resolutions : array_like of float, shape (k,), optional
+        Half-set FRC resolution of each class in Angstrom (``inf``: no correlation, NaN:
+        undefined, both shown and sorted last); sorting by resolution is offered when given.
+    kept : array_like of bool, shape (k,), optional
+        Whether each class is kept (True) or rejected by the automatic selection (default:
+        all kept); the gallery filter shows either or both.
     max_thumbnail_px : int, optional
         Thumbnails larger than this are mean-binned by an integer factor to at most this size
         (default 128; averages of 64 x 64 are stored at their native size).
@@ -300,6 +253,17 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
     scores = _vector("scores", scores, k, dtype=np.float64, allow_none=True)
     ranks = (np.arange(1, k + 1, dtype=np.int64) if ranks is None
              else _vector("ranks", ranks, k, dtype=np.int64))
+    if ranks.size and ranks.min() < 1:
+        raise ValueError(f"ranks must be 1-based (>= 1), got min {ranks.min()}")
+    if resolutions is not None:
+        resolutions = np.asarray(resolutions, dtype=np.float64)
+    resolutions = _vector("resolutions", resolutions, k, dtype=np.float64, allow_none=True)
+    if resolutions is not None and np.any(resolutions <= 0):
+        raise ValueError("resolutions must be positive Angstrom (inf or NaN where undefined)")
+    kept = np.ones(k, bool) if kept is None else np.asarray(kept)
+    if kept.dtype != bool:
+        raise ValueError(f"kept must hold booleans, got dtype {kept.dtype}")
+    kept = _vector("kept", kept, k, dtype=bool)
     if class_distances is not None:
         class_distances = np.asarray(class_distances, dtype=np.float64)
         if class_distances.ndim != 2 or class_distances.shape[1] < 1:
@@ -329,7 +293,7 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
                         class_ids=class_ids, reference_ids=reference_ids,
                         populations=populations, scores=scores, ranks=ranks,
                         class_distances=class_distances, title=title, metadata=metadata,
-                        pixel_size=pixel_size)
+                        pixel_size=pixel_size, resolutions=resolutions, kept=kept)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -341,7 +305,7 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
 
 
 def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, populations,
-                scores, ranks, class_distances, title, metadata, pixel_size):
+                scores, ranks, class_distances, title, metadata, pixel_size, resolutions, kept):
     from ._plots import distance_figure, rank_figure
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -358,7 +322,7 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     fh.write("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
              f"<meta name=\"generator\" content=\"classavg {_esc(__version__)}\">\n"
-             f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+             f"<title>{_esc(title)}</title>\n<style>{CSS}</style>\n</head>\n"
              f"<body data-images-expected=\"{k}\" data-images-loaded=\"\" "
              "data-images-failed=\"\">\n")
     fh.write(f"<header>\n<h1>{_esc(title)}</h1>\n<p class=\"summary\">"
@@ -375,15 +339,9 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     fh.write("</section>\n")
 
     # gallery
-    fh.write("<section id=\"gallery\">\n<h2>Class averages</h2>\n<p class=\"note\">"
-             "Sorted by selection rank. Each tile: rank, class id, reference particle (ref), "
-             "number of member particles (n) and quality score. Images are shown with row 0 "
-             "at the bottom (y up, as in RELION), each scaled on its own between its 1st and "
-             "99th percentiles"
-             + (f"; thumbnails binned by {factor}" if factor > 1 else "") + ".</p>\n"
-             "<p class=\"controls\"><label>Tile size <input type=\"range\" id=\"tile-size\" "
-             "min=\"48\" max=\"384\" step=\"16\" value=\"128\"></label>"
-             f"<span id=\"load-status\">{k:,} averages</span></p>\n<div class=\"gallery\">\n")
+    bar_a = None if pixel_size is None or k == 0 else scale_bar_angstrom(L * pixel_size)
+    bar_pct = None if bar_a is None else 100.0 * bar_a / (L * pixel_size)
+    fh.write(gallery_head(k, factor, scores, resolutions, kept, bar_a))
     if k == 0:
         fh.write("<p class=\"note\">No class averages.</p>\n")
     bar = progress(total=k, desc="report", unit="avg")
@@ -396,9 +354,11 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
         parts = []
         for j in range(u8.shape[0]):
             i = start + j
-            parts.append(_tile(u8[j], rank=ranks[i], cls=class_ids[i], ref=reference_ids[i],
+            parts.append(tile(u8[j], rank=ranks[i], cls=class_ids[i], ref=reference_ids[i],
                                pop=populations[i],
-                               score=None if scores is None else scores[i], size=thumb))
+                               score=None if scores is None else scores[i],
+                               res=None if resolutions is None else resolutions[i],
+                               kept=bool(kept[i]), size=thumb, bar=(bar_a, bar_pct)))
         fh.write("".join(parts))
         bar.update(u8.shape[0])
     bar.close()
@@ -427,17 +387,4 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     fh.write("</section>\n")
     fh.write(f"<footer>Written by classavg {_esc(__version__)}. This file is self-contained: "
              "it can be copied, archived or e-mailed on its own.</footer>\n")
-    fh.write(f"<script>{_SCRIPT}</script>\n</body>\n</html>\n")
-
-
-def _tile(u8, *, rank, cls, ref, pop, score, size) -> str:
-    score_txt = "n/a" if score is None or not math.isfinite(score) else f"{score:.4g}"
-    score_attr = "" if score is None or not math.isfinite(score) else repr(float(score))
-    label = f"rank {rank}, class {cls}, reference {ref}, {pop} members, score {score_txt}"
-    return (f"<figure class=\"tile\" id=\"rank-{rank}\" data-rank=\"{rank}\" "
-            f"data-class=\"{cls}\" data-reference=\"{ref}\" data-population=\"{pop}\" "
-            f"data-score=\"{score_attr}\" title=\"{label}\">"
-            f"<img class=\"avg\" width=\"{size}\" height=\"{size}\" alt=\"class {cls}\" "
-            f"src=\"{_data_uri(encode_png_gray8(u8))}\">"
-            f"<figcaption><span class=\"rank\">#{rank}</span> class {cls}<br>ref {ref}"
-            f"<br>n {pop} &middot; score {score_txt}</figcaption></figure>\n")
+    fh.write(f"<script>{SCRIPT}</script>\n</body>\n</html>\n")
