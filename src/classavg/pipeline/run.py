@@ -69,7 +69,7 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
                  overwrite=False, report=True, record=None, batch_size=1024, client=None,
-                 scheduler=None, dask_local=None, device="cpu"):
+                 scheduler=None, dask_local=None, device="cpu", project_dir=None):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -102,6 +102,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     device : {"cpu", "cuda"}, optional
         Where the kernels of the parts that take a device run (``tags.device``: the
         classifier, the BFR/BFSR averagers of every preset; the others run on the CPU).
+    project_dir : path, optional
+        RELION project directory that the output STAR files' stack paths are relative to
+        (default: the input's ``data_dir``, else the working directory).
 
     Returns
     -------
@@ -118,6 +121,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     # classification (hours at scale): see check_run.
     check_run(src, out_dir, overwrite=overwrite, n_nbor=n_nbor, scheduler=scheduler,
               dask_local=dask_local, device=device)
+    if project_dir is not None and not Path(project_dir).is_dir():
+        raise ParameterError(f"project_dir must be an existing folder, got {str(project_dir)!r}")
     if dask_local is not None:
         dask_local = check_int("dask_local", dask_local, min=1)
     if sum(x is not None for x in (client, scheduler, dask_local)) > 1:
@@ -127,7 +132,7 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
             return run_classavg(src, out_dir, preset=preset, n_nbor=n_nbor,
                                 n_classes=n_classes, seed=seed, overwrite=overwrite,
                                 report=report, record=record, batch_size=batch_size,
-                                client=client, device=device)
+                                client=client, device=device, project_dir=project_dir)
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
     cas = DefaultClassAvgSource(src, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
@@ -158,7 +163,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
         rec["parameters"]["refine"] = cas.classifier.refine
     rec.update(record or {})
-    paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)
+    paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report,
+                          project_dir=project_dir)
     logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)
     return cas, {k: Path(v) for k, v in paths.items()}
 
