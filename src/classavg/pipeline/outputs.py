@@ -286,6 +286,8 @@ def _write_all(cas, stage, record, report, batch_size, project):
     rank, prot, pshift, pmirror = particle_partition(cas, rot, sh)
     number, psi, origin = relion_poses(rank, prot, pshift, pmirror, K)
     names = _root_source(src).metadata.get("rlnImageName")
+    if names is not None:   # as written in particles.star: valid from the project directory
+        names = project_image_names(_root_source(src), names.astype(str), project)
     starfile.write(_averages_star(cas, number, project, out, names),
                    stage / "class_averages.star")
     paths["class_averages.star"] = stage / "class_averages.star"
