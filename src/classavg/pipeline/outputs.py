@@ -320,7 +320,7 @@ def _write_all(cas, stage, record, report, batch_size, project):
             assigned = (classes["classavgAssigned"]
                         + classes["classavgAssignedMirrored"]).to_numpy()
             write_report(stage / "report.html", averages=averages, class_ids=sel,
-                         reference_ids=cas.metadata["reference_particle"].to_numpy(),
+                         reference_ids=cas.metadata["reference_particle"].to_numpy() + 1,
                          populations=assigned, scores=cas.metadata["score"].to_numpy(),
                          ranks=np.arange(1, K + 1),
                          class_distances=cas.class_distances, metadata=full,

@@ -257,7 +257,9 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
         Reference particle of each class (default: ``class_ids``, since by convention
         ``class_indices[c, 0] == c``).
     populations : array_like of int, shape (k,)
-        Member count of each class.
+        Particles assigned to each class (the partition: ``rlnClassNumber`` ``k`` or
+        ``K + k`` in ``particles.star``), shown as "assigned"; not the members behind the
+        average (``n_nbor``, named in the summary).
     scores : array_like of float, shape (k,), optional
         Quality score of each average; NaN is shown as "n/a".
     ranks : array_like of int, shape (k,), optional
@@ -377,7 +379,8 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     # gallery
     fh.write("<section id=\"gallery\">\n<h2>Class averages</h2>\n<p class=\"note\">"
              "Sorted by selection rank. Each tile: rank, class id, reference particle (ref), "
-             "number of member particles (n) and quality score. Images are shown with row 0 "
+             "number of particles assigned to the class (each particle goes to one class; "
+             "the average itself is made of its members, see the summary) and quality score. Images are shown with row 0 "
              "at the bottom (y up, as in RELION), each scaled on its own between its 1st and "
              "99th percentiles"
              + (f"; thumbnails binned by {factor}" if factor > 1 else "") + ".</p>\n"
@@ -422,7 +425,8 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     if png is not None:
         fh.write(f"<figure><img class=\"plot\" alt=\"score and population against rank\" "
                  f"src=\"{_data_uri(png)}\"><figcaption>Quality score (left) and number of "
-                 "member particles (right) of each average against its selection rank."
+                 "particles assigned to each class (right; not the members behind the "
+                 "average) against its selection rank."
                  "</figcaption></figure>\n")
     fh.write("</section>\n")
     fh.write(f"<footer>Written by classavg {_esc(__version__)}. This file is self-contained: "
@@ -433,11 +437,12 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
 def _tile(u8, *, rank, cls, ref, pop, score, size) -> str:
     score_txt = "n/a" if score is None or not math.isfinite(score) else f"{score:.4g}"
     score_attr = "" if score is None or not math.isfinite(score) else repr(float(score))
-    label = f"rank {rank}, class {cls}, reference {ref}, {pop} members, score {score_txt}"
+    label = (f"rank {rank}, class {cls}, reference {ref}, {pop} assigned particles, "
+             f"score {score_txt}")
     return (f"<figure class=\"tile\" id=\"rank-{rank}\" data-rank=\"{rank}\" "
             f"data-class=\"{cls}\" data-reference=\"{ref}\" data-population=\"{pop}\" "
             f"data-score=\"{score_attr}\" title=\"{label}\">"
             f"<img class=\"avg\" width=\"{size}\" height=\"{size}\" alt=\"class {cls}\" "
             f"src=\"{_data_uri(encode_png_gray8(u8))}\">"
             f"<figcaption><span class=\"rank\">#{rank}</span> class {cls}<br>ref {ref}"
-            f"<br>n {pop} &middot; score {score_txt}</figcaption></figure>\n")
+            f"<br>assigned {pop} &middot; score {score_txt}</figcaption></figure>\n")
