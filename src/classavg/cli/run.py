@@ -11,13 +11,15 @@ from ..pipeline import get_preset, prepare_source, run_classavg
 def add_parser(subparsers):
     p = subparsers.add_parser(
         "run", help="classify, select and average the particles of a RELION STAR file",
-        description="Classify, select and average particles; writes class_averages.mrcs/.star, "
+        description="Classify, select and average particles; writes class_averages.mrcs, "
+                    "class_averages_mirrored.mrcs, class_averages.star, "
                     "classes.star, class_table.npz, particles.star, run.json and report.html.")
     p.add_argument("particles", help="RELION particle STAR file (3.0 or 3.1+)")
     p.add_argument("-o", "--output", required=True, help="output folder")
     add_pipeline_arguments(p)
     p.add_argument("--data-dir", default=None,
-                   help="RELION project folder that stack paths are relative to")
+                   help="RELION project folder that stack paths are relative to, in the "
+                        "input and in every output STAR file (default: the current folder)")
     p.add_argument("--downsample", type=int, default=None, metavar="L",
                    help="Fourier-crop images to L x L pixels first")
     p.add_argument("--phase-flip", action="store_true", help="phase-flip by the CTF first")
