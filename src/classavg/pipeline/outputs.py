@@ -17,8 +17,10 @@ Files in the output folder (``K`` selected classes):
     ``particles.star``), ``_classavgClassId`` the 0-based row of ``class_table.npz``.
 ``class_table.npz``
     The full neighbour table of every image (``class_indices``, ``class_refl``,
-    ``class_distances``), the selection, and the alignment (``rotations`` radians, ``shifts``
-    pixels, ``scores``) of the selected classes; read it back with :func:`read_class_table`.
+    ``class_distances``), the selection, the alignment (``rotations`` radians, ``shifts``
+    pixels, ``scores``) of the selected classes and the partition (``particle_class_rank``:
+    1-based rank or 0, ``particle_class_number``: the RELION class, ``K + k`` when mirrored);
+    read it back with :func:`read_class_table`.
 ``particles.star``
     The input particles (optics block kept, RELION labels only), each given to one class (the
     selected class, among those containing it, whose reference is nearest):
