@@ -11,7 +11,6 @@ import pytest
 import starfile
 
 from classavg._errors import ParameterError
-from classavg.cli.main import main
 from classavg.io import DataFileNotFoundError, OutputError, RelionSource
 from classavg.pipeline import run_classavg
 from classavg.pipeline.select import RUN_FILES, parse_class_list, select_classes
@@ -164,17 +163,6 @@ def test_a_run_folder_missing_a_file_is_refused(run_dir, tmp_path, name):
     with pytest.raises(DataFileNotFoundError, match=f"has no {name}"):
         select_classes(copy, tmp_path / "s.star")
     assert name in RUN_FILES
-
-
-def test_cli_select(run_dir, tmp_path, capsys):
-    assert main(["--no-progress", "select", str(run_dir), "--classes", "1-2", "-o",
-                 str(tmp_path / "c.star")]) == 0
-    assert "2 classes (1-2)" in capsys.readouterr().out
-    assert main(["select", str(run_dir), "--classes", "1-2", "-o",
-                 str(tmp_path / "c.star")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("classavg select: error:") and "\n" not in err
-    assert main(["select", str(run_dir), "--classes", "0", "-o", str(tmp_path / "d.star")]) == 2
 
 
 @pytest.mark.skipif(shutil.which("relion_star_handler") is None,
