@@ -8,6 +8,7 @@ import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
+import starfile
 
 from classavg.io import RelionSource, dataset_summary, save_source
 from classavg.io.star import read_star
@@ -272,3 +273,17 @@ def test_memory_stays_at_a_few_batches(tmp_path):
     # the loop holds the previous batch while the next is read: about 2 batches at the peak
     assert peak < 3 * one_batch + 2_000_000, peak
     assert peak < n * size * size * 4 / 8, peak
+
+
+def test_data_without_ctf_get_the_optics_relion_requires(tmp_path):
+    """RELION's tools refuse an optics block without voltage, Cs and amplitude contrast:
+    written as 300 kV, 2.7 mm, 0.1, with no defocus (so no CTF is implied)."""
+    from classavg.sources import Simulation
+
+    save_source(Simulation(16, 3, seed=0), tmp_path / "p.star")
+    blocks = starfile.read(tmp_path / "p.star", always_dict=True)
+    opt = blocks["optics"].iloc[0]
+    assert (opt["rlnVoltage"], opt["rlnSphericalAberration"], opt["rlnAmplitudeContrast"]) == (
+        300.0, 2.7, 0.1)
+    assert "rlnDefocusU" not in blocks["particles"].columns
+    assert not RelionSource(tmp_path / "p.star").has_ctf

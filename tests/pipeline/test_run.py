@@ -19,7 +19,9 @@ from classavg.sources import resolve_chain
 def finished_run(tmp_path_factory, small_dataset):
     out = tmp_path_factory.mktemp("run") / "out"
     src = RelionSource(small_dataset).normalize_background().phase_flip()
-    cas, paths = run_classavg(src, out, n_nbor=10, n_classes=20, record={"test": True})
+    # the project directory: an ancestor of the data set and of the output folder
+    cas, paths = run_classavg(src, out, n_nbor=10, n_classes=20, record={"test": True},
+                              project_dir=tmp_path_factory.getbasetemp())
     return cas, paths, out
 
 
@@ -41,9 +43,12 @@ def test_outputs_exist_and_are_consistent(finished_run):
     assert np.allclose(stack[[0, k - 1]], again, atol=1e-2 * np.abs(again).max())
     assert not np.allclose(stack[[k - 1, 0]], again, atol=1e-2 * np.abs(again).max())
     ca = starfile.read(out / "class_averages.star", always_dict=True)["particles"]
-    assert list(ca["rlnClassNumber"]) == list(range(1, k + 1))
-    ref_names = RelionSource(resolve_chain(cas.src).root.star_path).metadata["rlnImageName"]
-    assert list(ca["rlnImageOriginalName"]) == list(
+    # RELION classes 1..2k: k + j is the mirror of j
+    assert list(ca["rlnClassNumber"]) == list(range(1, 2 * k + 1))
+    # the reference's image name as particles.star writes it (relative to the project)
+    ref_names = starfile.read(out / "particles.star", always_dict=True)["particles"][
+        "rlnImageName"]
+    assert list(ca["rlnImageOriginalName"]) == 2 * list(
         ref_names.to_numpy()[cas.class_indices[cas.selection_indices, 0]])
     table = read_class_table(out / "class_table.npz")
     assert np.array_equal(table["selection_indices"], cas.selection_indices)
@@ -82,13 +87,14 @@ def test_particles_star_partition(finished_run):
     assert all(c.startswith("rln") for c in parts.columns)
     assert len(parts) == 300
     ranks = parts["rlnClassNumber"].to_numpy()
-    assert ranks.min() >= 0 and ranks.max() <= cas.n
-    # every selected reference is assigned to its own class
+    assert ranks.min() >= 0 and ranks.max() <= 2 * cas.n
+    # every selected reference is assigned to its own class, unmirrored
     refs = cas.class_indices[cas.selection_indices, 0]
     assert np.array_equal(ranks[refs], np.arange(1, cas.n + 1))
     assert np.all((parts["rlnAnglePsi"] >= 0) & (parts["rlnAnglePsi"] < 360))
-    # the file reads back with classavg itself (stack paths relative to the output folder)
-    again = RelionSource(out / "particles.star")
+    # the file reads back with classavg itself from the project directory
+    again = RelionSource(out / "particles.star", data_dir=json.loads(
+        (out / "run.json").read_text())["project_dir"])
     assert again.n == 300 and again.images[:3].shape == (3, 32, 32)
 
 
@@ -166,9 +172,10 @@ def test_cli_run_on_a_local_dask_cluster(tmp_path, small_dataset):
 def test_relion_accepts_particles_star(finished_run, tmp_path):
     _, _, out = finished_run
     sel = tmp_path / "selected.star"
-    res = subprocess.run(["relion_star_handler", "--i", "particles.star", "--o", str(sel),
-                          "--select", "rlnClassNumber", "--minval", "1", "--maxval", "3"],
-                         cwd=out, capture_output=True, text=True, timeout=120)
+    project = json.loads((out / "run.json").read_text())["project_dir"]
+    res = subprocess.run(["relion_star_handler", "--i", str(out / "particles.star"), "--o",
+                          str(sel), "--select", "rlnClassNumber", "--minval", "1", "--maxval",
+                          "3"], cwd=project, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ERROR" not in res.stdout + res.stderr
     kept = starfile.read(sel, always_dict=True)["particles"]

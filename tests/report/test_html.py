@@ -181,7 +181,7 @@ def test_gallery_lists_ids_populations_scores_in_order(tmp_path):
     np.testing.assert_array_equal(got, [0.91, 0.5, np.nan, -2.5, 1e-6, 3.25, np.nan])
     text = path.read_text(encoding="utf-8")
     for c, r, p in zip(cls, refs, pops):
-        assert f"class {c}<br>ref {r}<br>n {p} " in text
+        assert f"class {c}<br>ref {r}<br>assigned {p} " in text
     assert "score 0.91<" in text and "score -2.5<" in text and "score 3.25<" in text
     assert text.count("score n/a<") == 2          # NaN and inf
     assert text.index('data-class="40"') < text.index('data-class="3"')

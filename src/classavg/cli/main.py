@@ -19,7 +19,7 @@ from .._progress import set_progress
 __all__ = ["main", "build_parser"]
 
 #: Subcommand modules, in the order ``classavg --help`` lists them.
-SUBCOMMANDS = ("demo", "run", "simulate", "info", "presets")
+SUBCOMMANDS = ("demo", "run", "select", "simulate", "info", "presets")
 
 logger = logging.getLogger("classavg")
 

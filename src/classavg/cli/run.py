@@ -24,8 +24,9 @@ def add_parser(subparsers):
     """Declare the ``run`` subcommand and its arguments; return its parser."""
     p = subparsers.add_parser(
         "run", help="classify, select and average the particles of a STAR, .cs or MRC file",
-        description="Classify, select and average particles; writes class_averages.mrcs/.star, "
-                    "classes.star, class_table.npz, particles.star, run.json and report.html. "
+        description="Classify, select and average particles; writes class_averages.mrcs, "
+                    "class_averages_mirrored.mrcs, class_averages.star, classes.star, "
+                    "class_table.npz, particles.star, run.json and report.html. "
                     f"Particle files: {_FORMATS} (by suffix). Class numbers are 1-based.")
     p.add_argument("particles", help="RELION particle STAR file (3.0 or 3.1+), cryoSPARC "
                                      "particle file (.cs) or MRC stack (.mrcs/.mrc)")
@@ -46,7 +47,9 @@ def add_input_arguments(p):
     """Options naming where the particle file's images are and their pixel size."""
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="RELION project folder the stack paths of a .star file are relative "
-                        "to (default: found from the working and the STAR file's folder)")
+                        "to, and that every output STAR file names its stacks from (default: "
+                        "found from the working and the STAR file's folder; outputs: the "
+                        "current folder)")
     p.add_argument("--project-dir", default=None, metavar="DIR",
                    help="cryoSPARC project folder the blob/path of a .cs file is relative to "
                         "(default: found from the working and the .cs file's folder)")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from .star import OPTICS_LABELS
 
-__all__ = ["optics_groups"]
+__all__ = ["optics_groups", "complete_optics", "DEFAULT_OPTICS"]
+
+logger = logging.getLogger(__name__)
 
 _KEYS = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+#: Values written for a data set that gives none (a simulation without CTF, an array): RELION's
+#: tools (``relion_stack_create``, ``relion_reconstruct``) refuse an optics block without them.
+DEFAULT_OPTICS = {"rlnVoltage": 300.0, "rlnSphericalAberration": 2.7,
+                  "rlnAmplitudeContrast": 0.1}
 _FRESH = ("rlnOpticsGroup", "rlnOpticsGroupName", "rlnImagePixelSize", "rlnImageSize",
           "rlnImageDimensionality")
 
@@ -65,3 +73,38 @@ def optics_groups(metadata, *, pixel_size, L):
     optics["rlnImageSize"] = int(L)
     optics["rlnImageDimensionality"] = 2
     return gid, optics
+
+
+def complete_optics(optics, *, where="optics block"):
+    """Fill the optics values RELION requires but a data set may lack.
+
+    Voltage, Cs and amplitude contrast missing from (or NaN in) ``optics`` get
+    :data:`DEFAULT_OPTICS` (300 kV, 2.7 mm, 0.1), with an info message: without a defocus
+    they describe no CTF (``RelionSource.has_ctf`` stays False, RELION's ``--ctf`` stays
+    off), but RELION reads the file.
+
+    Parameters
+    ----------
+    optics : pandas.DataFrame
+        One row per optics group (a copy is returned).
+    where : str
+        What is being written, for the message.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    optics = optics.copy()
+    filled = []
+    for col, value in DEFAULT_OPTICS.items():
+        if col not in optics.columns:
+            optics[col] = value
+            filled.append(col)
+        elif optics[col].isna().any():
+            optics[col] = optics[col].fillna(value)
+            filled.append(col)
+    if filled:
+        logger.info(
+            "%s: no %s in the data; writing %s (no defocus is written, so no CTF is implied)",
+            where, ", ".join(filled), ", ".join(f"{c} = {DEFAULT_OPTICS[c]:g}" for c in filled))
+    return optics

@@ -28,7 +28,7 @@ import starfile
 from .._validation import check_bool, check_int
 from ..sources.base import ImageSource
 from ._errors import DataFileNotFoundError, StackError, StarFileError
-from ._optics import optics_groups
+from ._optics import complete_optics, optics_groups
 from ._paths import resolve_stack_path
 from ._summary import _plain, dataset_summary
 from .mrc import read_stack_header, read_stack_images, write_stack
@@ -367,7 +367,8 @@ def save_source(src, star_path, *, stack_name=None, batch_size=1024, overwrite=F
     Notes
     -----
     The STAR file has ``data_optics`` (groups from the distinct optics group name, voltage,
-    Cs and amplitude contrast; ``rlnImagePixelSize`` = ``src.pixel_size``, ``rlnImageSize`` =
+    Cs and amplitude contrast; 300 kV, 2.7 mm and 0.1 when the source has none, so that
+    RELION's tools read it: without a defocus this implies no CTF; ``rlnImagePixelSize`` = ``src.pixel_size``, ``rlnImageSize`` =
     L, ``rlnImageDimensionality`` = 2) and ``data_particles`` with ``rlnImageName`` =
     ``N@stack`` relative to the STAR folder, the metadata columns that are RELION labels
     (names ``rln*``; others are not written), ``rlnOpticsGroup`` and, when the source has
@@ -394,6 +395,7 @@ def save_source(src, star_path, *, stack_name=None, batch_size=1024, overwrite=F
     stack.parent.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(stack, star_dir)).as_posix()
     particles, optics = _particle_table(src, rel)
+    optics = complete_optics(optics, where=str(star_path))
 
     tag = uuid.uuid4().hex[:8]
     tmp_stack = stack.parent / f".{stack.name}.{tag}.tmp"

@@ -1,29 +1,45 @@
 """Writing the outputs of a class-averaging run (see docs/outputs.md).
 
-Files in the output folder:
+Files in the output folder (``K`` selected classes):
 
-``class_averages.mrcs`` / ``class_averages.star``
-    The averages (float32 MRC stack) in selection-rank order and a RELION STAR file listing
-    them (RELION labels only: ``rlnImageName``, ``rlnClassNumber`` = rank,
-    ``rlnClassDistribution``, ``rlnImageOriginalName`` = the reference particle's image).
+``class_averages.mrcs`` / ``class_averages_mirrored.mrcs`` / ``class_averages.star``
+    The ``K`` averages (float32 MRC stack) in selection-rank order, their mirror images
+    (``y -> -y``), and a RELION STAR file listing both as RELION classes ``1..2K``: class ``k``
+    is average ``k``, class ``K + k`` its mirror (RELION labels only: ``rlnImageName``,
+    ``rlnClassNumber``, ``rlnClassDistribution``, ``rlnImageOriginalName`` = the reference
+    particle's image; a full optics block).
 ``classes.star``
-    One row per selected class with classavg's own labels (rank, class id, reference particle,
-    member count, partition population, score, ``classavgResolutionAngst``: the half-set FRC
-    resolution at 0.143 in Angstrom, :mod:`classavg.metrics.resolution`; ``inf`` where the
-    halves never correlate, NaN where undefined): not meant for RELION.
+    One row per selected class with classavg's own labels: not meant for RELION.  Two counts
+    per class: ``_classavgMembers`` (the particles behind the average, ``n_nbor``; of them
+    ``_classavgMembersMirrored`` enter it mirrored) and ``_classavgAssigned`` /
+    ``_classavgAssignedMirrored`` (the partition: particles with ``rlnClassNumber`` ``k`` /
+    ``K + k`` in ``particles.star``); ``_classavgReferenceParticle`` is 1-based (the row of
+    ``particles.star``), ``_classavgClassId`` the 0-based row of ``class_table.npz``;
+    ``_classavgResolutionAngst`` the half-set FRC resolution of the average (its members,
+    0.143 criterion, Angstrom, :mod:`classavg.metrics.resolution`; ``inf`` where the halves
+    never correlate, NaN where undefined).
 ``class_table.npz``
     The full neighbour table of every image (``class_indices``, ``class_refl``,
-    ``class_distances``), the selection, and the alignment (``rotations`` radians, ``shifts``
-    pixels, ``scores``) of the selected classes; read it back with :func:`read_class_table`.
+    ``class_distances``), the selection, the alignment (``rotations`` radians, ``shifts``
+    pixels, ``scores``) of the selected classes, the partition (``particle_class_rank``:
+    1-based rank or 0, ``particle_class_number``: the RELION class, ``K + k`` when mirrored)
+    and ``particle_translations`` (pixels, the centring applied before the alignment);
+    read it back with :func:`read_class_table`.
 ``particles.star``
-    The input particles (optics block kept, RELION labels only) with ``rlnClassNumber`` (the
-    rank of the selected class the particle is closest to among those containing it; 0 when
-    it belongs to no selected class), ``rlnAnglePsi`` and ``rlnOriginXAngst/YAngst`` from its
-    alignment to that class's reference.
+    The input particles (optics block kept, RELION labels only), each given to one class (the
+    selected class, among those containing it, whose reference is nearest):
+    ``rlnClassNumber`` (``k``, ``K + k`` when it is matched as a mirror image, 0 when in no
+    selected class), ``rlnAnglePsi`` and ``rlnOriginXAngst/YAngst``, which bring the particle
+    onto the average of its ``rlnClassNumber`` by a shift then an in-plane rotation, as in
+    RELION (:mod:`classavg.pipeline._relion`).
 ``run.json``
-    Version, preset, parameters, seeds, timings: written last.
+    Version, preset, parameters, seeds, timings, the project directory: written last.
 ``report.html``
     A self-contained gallery of the averages.
+
+Stack paths in the STAR files are relative to the project directory (``project_dir``: the
+input's ``data_dir``, else the working directory), as RELION writes them, so that RELION's
+programs run there read every output.
 
 Everything is first written into a hidden staging folder inside the output folder and moved
 into place when complete, ``run.json`` last, so an interrupted run never leaves files that look
@@ -42,16 +58,20 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from ..averaging._transform import mirror_images
 from ..io._outdir import (check_output_dir, make_stage, os_errors_name,
                           remove_previous_outputs, sigterm_exits, source_files)
-from ..io.relion import save_source
+from ..io.mrc import write_stack
 from ..sources.chain import resolve_chain
 from ._quality import class_resolution
+from ._relion import (averages_optics, partition_members, project_image_names, project_path,
+                      relion_poses, translations_after_mirror)
 
 __all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES"]
 
 #: Every file a run may write into its output folder (``run.json`` last).
-OUTPUT_NAMES = ("class_averages.mrcs", "class_averages.star", "classes.star",
+OUTPUT_NAMES = ("class_averages.mrcs", "class_averages_mirrored.mrcs", "class_averages.star",
+                "classes.star",
                 "class_table.npz", "particles.star", "report.html", "run.json")
 
 logger = logging.getLogger(__name__)
@@ -61,7 +81,7 @@ def particle_partition(cas, rotations, shifts):
     """Assign every particle to at most one selected class.
 
     A particle goes to the selected class, among those listing it, where its feature distance
-    to the reference is smallest (a reference belongs to its own class).
+    to the reference is smallest (ties: the better rank; a reference belongs to its own class).
 
     Returns
     -------
@@ -72,25 +92,22 @@ def particle_partition(cas, rotations, shifts):
     shift : ndarray, shape (n_particles, 2)
         Pixels (x, y), applied before the rotation.
     mirror : ndarray of bool, shape (n_particles,)
+        Matched as a mirror image (RELION class ``K + rank``, :func:`relion_poses`).
     """
     sel = cas.selection_indices
-    members = cas.class_indices[sel]                           # (k, m)
-    dist = cas.class_distances[sel].astype(np.float64)
-    k, m = members.shape
-    ranks = np.repeat(np.arange(1, k + 1), m)
-    flat = members.ravel()
-    order = np.lexsort((ranks, dist.ravel(), flat))            # by particle, distance, rank
-    first = order[np.r_[True, flat[order][1:] != flat[order][:-1]]]
+    row, col = partition_members(cas.class_indices[sel], cas.class_distances[sel],
+                                 np.arange(1, sel.size + 1), cas.src.n)
     n = cas.src.n
     rank = np.zeros(n, np.int64)
     rot = np.zeros(n)
     sh = np.zeros((n, 2))
     mir = np.zeros(n, bool)
-    p = flat[first]
-    rank[p] = ranks[first]
-    rot[p] = rotations.reshape(-1)[first]
-    sh[p] = shifts.reshape(-1, 2)[first]
-    mir[p] = cas.class_refl[sel].ravel()[first]
+    p = np.flatnonzero(row >= 0)
+    r, c = row[p], col[p]
+    rank[p] = r + 1
+    rot[p] = rotations[r, c]
+    sh[p] = shifts[r, c]
+    mir[p] = cas.class_refl[sel][r, c]
     return rank, rot, sh, mir
 
 
@@ -105,34 +122,7 @@ def _root_source(src):
     return resolve_chain(src).root
 
 
-def _portable_image_names(root, names, out_dir):
-    """Image names that RELION resolves from the output folder.
-
-    RELION resolves stack paths relative to its project folder (where it runs).  Names that
-    resolve as given from the current folder, or relative to the user's ``data_dir`` (the
-    project folder), are kept; names found only relative to the input STAR file's folder are
-    rewritten relative to the output folder.
-    """
-    stack_names = getattr(root, "stack_names", None)
-    if not stack_names:
-        return names
-    data_dir = getattr(root, "data_dir", None)
-    mapping = {}
-    for name, path in zip(stack_names, root.stack_paths):
-        keep = Path(name).resolve() == Path(path).resolve() or (
-            data_dir is not None and (Path(data_dir) / name).resolve() == Path(path).resolve())
-        if not keep:
-            mapping[name] = Path(os.path.relpath(path, Path(out_dir).resolve())).as_posix()
-    if not mapping:
-        return names
-    parts = names.str.split("@", n=1, expand=True)
-    if parts.shape[1] == 1:
-        return names.map(lambda x: mapping.get(x, x))
-    stacks = parts[1].map(lambda x: mapping.get(x, x))
-    return parts[0] + "@" + stacks
-
-
-def _particles_table(src, rank, rot, shift, out_dir):
+def _particles_table(src, number, psi, origin, project_dir):
     """The input particle table (RELION labels) with the partition columns."""
     root = _root_source(src)
     md = root.metadata
@@ -141,18 +131,14 @@ def _particles_table(src, rank, rot, shift, out_dir):
     if "rlnImageName" not in parts.columns:
         raise ValueError("particles.star needs the input's rlnImageName: run on a RELION STAR "
                          "file (or save the source first)")
-    parts["rlnImageName"] = _portable_image_names(root, parts["rlnImageName"].astype(str),
-                                                  out_dir)
-    parts["rlnClassNumber"] = rank
-    # RELION's psi rotates the class reference onto the particle: the inverse of our rotation.
-    parts["rlnAnglePsi"] = np.mod(-np.degrees(rot), 360.0)
+    parts["rlnImageName"] = project_image_names(root, parts["rlnImageName"].astype(str),
+                                                project_dir)
+    parts["rlnClassNumber"] = number
+    parts["rlnAnglePsi"] = psi
     # Shifts are measured on the (possibly downsampled) classified images: Angstrom is
     # invariant, so multiply by that source's pixel size.
-    # The images were aligned as the chain left them: a centring step translated them
-    # first, so the translation from the input image is the sum (both before the rotation).
-    shift = shift + resolve_chain(src).translations()
-    parts["rlnOriginXAngst"] = shift[:, 0] * src.pixel_size
-    parts["rlnOriginYAngst"] = shift[:, 1] * src.pixel_size
+    parts["rlnOriginXAngst"] = origin[:, 0] * src.pixel_size
+    parts["rlnOriginYAngst"] = origin[:, 1] * src.pixel_size
     parts = parts.drop(columns=["rlnOriginX", "rlnOriginY"], errors="ignore")
     optics = getattr(root, "optics", None)
     if optics is not None and len(optics):
@@ -163,7 +149,8 @@ def _particles_table(src, rank, rot, shift, out_dir):
     return {"particles": parts}
 
 
-def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_size=256):
+def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_size=256,
+                  project_dir=None):
     """Write every output of a :class:`ClassAvgSource` into ``out_dir``.
 
     Parameters
@@ -176,6 +163,10 @@ def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_s
         added.
     report : bool
         Also write ``report.html``.
+    project_dir : path, optional
+        The RELION project directory the STAR files' stack paths are relative to (default:
+        the input's ``data_dir``, else the current working directory); recorded in
+        ``run.json`` as ``project_dir``.
 
     Returns
     -------
@@ -186,10 +177,11 @@ def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_s
     # classavg.io._outdir for the rules and the staging.
     out = check_output_dir(out_dir, OUTPUT_NAMES, inputs=source_files(cas.src),
                            overwrite=overwrite, marker="run.json", flag="overwrite=True")
+    project = _project_dir(cas.src, project_dir)
     with sigterm_exits(), os_errors_name(out):
         stage = make_stage(out)
         try:
-            paths = _write_all(cas, stage, record, report, batch_size)
+            paths = _write_all(cas, stage, record, report, batch_size, project)
             _list_outputs(paths)
             # the old run goes first, its marker first: nothing of it stays beside the new one
             remove_previous_outputs(out, set(paths), OUTPUT_NAMES)
@@ -215,57 +207,115 @@ def _list_outputs(paths):
         json.dump(rec, f, indent=2)
 
 
-def _write_all(cas, stage, record, report, batch_size):
+def _project_dir(src, project_dir):
+    if project_dir is None:
+        project_dir = getattr(_root_source(src), "data_dir", None) or Path.cwd()
+    project_dir = Path(project_dir).absolute()
+    if not project_dir.is_dir():
+        raise NotADirectoryError(f"project_dir {str(project_dir)!r} is not a directory")
+    return project_dir
+
+
+def _write_averages(cas, stage, batch_size):
+    """The two stacks: the averages (computed lazily, batch by batch) and their mirrors."""
+    import mrcfile
+
+    direct = stage / "class_averages.mrcs"
+    write_stack(direct, cas.iter_batches(batch_size), n=cas.n, L=cas.L,
+                pixel_size=cas.pixel_size, desc="writing class_averages.mrcs")
+    with mrcfile.mmap(direct, mode="r") as mrc:
+        data = mrc.data
+        batches = ((np.arange(a, min(a + batch_size, cas.n)),
+                    mirror_images(np.asarray(data[a:a + batch_size])))
+                   for a in range(0, cas.n, batch_size))
+        write_stack(stage / "class_averages_mirrored.mrcs", batches, n=cas.n, L=cas.L,
+                    pixel_size=cas.pixel_size, desc="writing class_averages_mirrored.mrcs")
+    return direct, stage / "class_averages_mirrored.mrcs"
+
+
+def _averages_star(cas, number, project, out, names):
+    """class_averages.star: RELION classes 1..2K (K + k: the mirror of k), full optics."""
+    K = cas.n
+    counts = np.bincount(number, minlength=2 * K + 1)[1:]
+    width = max(6, len(str(K)))
+    idx = pd.Series(np.arange(1, K + 1)).astype(str).str.zfill(width)
+    image = pd.concat([idx + "@" + project_path(out / "class_averages.mrcs", project),
+                       idx + "@" + project_path(out / "class_averages_mirrored.mrcs", project)])
+    table = pd.DataFrame({"rlnImageName": image.to_numpy(),
+                          "rlnClassNumber": np.arange(1, 2 * K + 1),
+                          "rlnClassDistribution": counts / max(cas.src.n, 1),
+                          "rlnOpticsGroup": 1})
+    if names is not None:
+        refs = names.to_numpy()[cas.metadata["reference_particle"].to_numpy()]
+        table["rlnImageOriginalName"] = np.concatenate([refs, refs])
+    optics = averages_optics(_root_source(cas.src), pixel_size=cas.pixel_size, L=cas.L)
+    return {"optics": optics, "particles": table}
+
+
+def _classes_table(cas, number):
+    """classes.star: per class the members behind the average and the partition counts."""
+    sel = cas.selection_indices
+    K = sel.size
+    counts = np.bincount(number, minlength=2 * K + 1)
+    refl = cas.class_refl[sel]
+    md = cas.metadata
+    return pd.DataFrame({
+        "classavgRank": np.arange(1, K + 1),
+        "classavgRelionClass": np.arange(1, K + 1),
+        "classavgRelionClassMirrored": np.arange(K + 1, 2 * K + 1),
+        "classavgClassId": sel,
+        "classavgReferenceParticle": md["reference_particle"].to_numpy() + 1,
+        "classavgMembers": np.full(K, cas.n_nbor),
+        "classavgMembersMirrored": refl.sum(axis=1).astype(np.int64),
+        "classavgAssigned": counts[1:K + 1],
+        "classavgAssignedMirrored": counts[K + 1:],
+        "classavgScore": md["score"].to_numpy(),
+        "classavgMeanDistance": cas.class_distances[sel, 1:].mean(axis=1)
+        if cas.n_nbor > 1 else np.zeros(K),
+    })
+
+
+def _write_all(cas, stage, record, report, batch_size, project):
     import time
 
     t0 = time.perf_counter()
     paths = {}
     src = cas.src
     sel = cas.selection_indices
+    K = sel.size
     n_images = src.n
+    out = stage.parent.absolute()
     # Averages: computed lazily in batches while the stack is written (the alignments of
     # the selected classes are collected on the way, so they are not computed twice).
-    md = cas.metadata
-    paths["class_averages.star"] = save_source(cas, stage / "class_averages.star",
-                                               stack_name="class_averages.mrcs",
-                                               batch_size=batch_size)
-    paths["class_averages.mrcs"] = stage / "class_averages.mrcs"
+    paths["class_averages.mrcs"], paths["class_averages_mirrored.mrcs"] = _write_averages(
+        cas, stage, batch_size)
     rot, sh, sc = cas.alignment()
-    rank, prot, pshift, _ = particle_partition(cas, rot, sh)
+    rank, prot, pshift, pmirror = particle_partition(cas, rot, sh)
+    # Centring translated the images before the alignment: add it (in the averagers' frame).
+    translations = resolve_chain(src).translations()
+    pshift = pshift + translations_after_mirror(translations, pmirror)
     resolution = class_resolution(cas, (rot, sh, sc))          # half-set FRC, Angstrom
-    population = np.bincount(rank, minlength=sel.size + 1)[1:]
-    # Add the class columns (RELION labels) to the averages' STAR file.
-    blocks = starfile.read(paths["class_averages.star"], always_dict=True)
-    table = blocks["particles"]
-    table["rlnClassNumber"] = np.arange(1, sel.size + 1)
-    table["rlnClassDistribution"] = population / n_images
+    number, psi, origin = relion_poses(rank, prot, pshift, pmirror, K)
     names = _root_source(src).metadata.get("rlnImageName")
-    if names is not None:
-        table["rlnImageOriginalName"] = names.to_numpy()[md["reference_particle"].to_numpy()]
-    starfile.write(blocks, paths["class_averages.star"], overwrite=True)
-
-    classes = pd.DataFrame({
-        "classavgRank": np.arange(1, sel.size + 1),
-        "classavgClassId": sel,
-        "classavgReferenceParticle": md["reference_particle"].to_numpy(),
-        "classavgMembers": np.full(sel.size, cas.n_nbor),
-        "classavgPopulation": population,
-        "classavgScore": md["score"].to_numpy(),
-        "classavgMeanDistance": cas.class_distances[sel, 1:].mean(axis=1)
-        if cas.n_nbor > 1 else np.zeros(sel.size),
-        "classavgResolutionAngst": resolution,
-    })
+    if names is not None:   # as written in particles.star: valid from the project directory
+        names = project_image_names(_root_source(src), names.astype(str), project)
+    starfile.write(_averages_star(cas, number, project, out, names),
+                   stage / "class_averages.star")
+    paths["class_averages.star"] = stage / "class_averages.star"
+    classes = _classes_table(cas, number)
+    classes["classavgResolutionAngst"] = resolution
     starfile.write({"classes": classes}, stage / "classes.star")
     paths["classes.star"] = stage / "classes.star"
 
     np.savez_compressed(stage / "class_table.npz", class_indices=cas.class_indices,
                         class_refl=cas.class_refl, class_distances=cas.class_distances,
                         selection_indices=sel, rotations=rot, shifts=sh, scores=sc,
-                        particle_class_rank=rank)
+                        particle_class_rank=rank, particle_class_number=number,
+                        particle_translations=translations)
     paths["class_table.npz"] = stage / "class_table.npz"
 
     if names is not None:
-        starfile.write(_particles_table(src, rank, prot, pshift, stage.parent),
+        starfile.write(_particles_table(src, number, psi, origin, project),
                        stage / "particles.star")
         paths["particles.star"] = stage / "particles.star"
     cas.timings["writing"] = time.perf_counter() - t0
@@ -280,22 +330,26 @@ def _write_all(cas, stage, record, report, batch_size):
             averages = np.asarray(mrc.data)
             full = dict(record)
             full["timings"] = {k: round(v, 3) for k, v in cas.timings.items()}
+            assigned = (classes["classavgAssigned"]
+                        + classes["classavgAssignedMirrored"]).to_numpy()
             write_report(stage / "report.html", averages=averages, class_ids=sel,
-                         reference_ids=md["reference_particle"].to_numpy(),
-                         populations=population, scores=md["score"].to_numpy(),
-                         ranks=np.arange(1, sel.size + 1),
+                         reference_ids=cas.metadata["reference_particle"].to_numpy() + 1,
+                         populations=assigned, scores=cas.metadata["score"].to_numpy(),
+                         ranks=np.arange(1, K + 1),
                          class_distances=cas.class_distances, metadata=full,
                          resolutions=resolution,
                          pixel_size=src.pixel_size,
-                         title=f"classavg: {sel.size} class averages")
+                         title=f"classavg: {K} class averages")
         paths["report.html"] = stage / "report.html"
         cas.timings["report"] = time.perf_counter() - t0
 
     rec = dict(record)
     rec["timings"] = {k: round(v, 3) for k, v in cas.timings.items()}
     rec["n_particles"] = int(n_images)
-    rec["n_classes"] = int(sel.size)
+    rec["n_classes"] = int(K)
     rec["n_assigned_particles"] = int((rank > 0).sum())
+    rec["n_assigned_mirrored"] = int((number > K).sum())
+    rec["project_dir"] = str(project)
     with open(stage / "run.json", "w") as f:
         json.dump(rec, f, indent=2, default=_json_default)
     paths["run.json"] = stage / "run.json"

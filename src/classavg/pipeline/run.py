@@ -74,7 +74,7 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
                  overwrite=False, report=True, record=None, batch_size=1024, client=None,
                  scheduler=None, dask_local=None, device="cpu", classifier_options=None,
-                 averager_options=None, threads=None):
+                 averager_options=None, threads=None, project_dir=None):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -114,6 +114,9 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     threads : int, optional
         At most this many threads per BLAS/OpenMP pool and for the default FFT workers
         (:func:`classavg._threads.limit_threads`; default: the libraries' own, all cores).
+    project_dir : path, optional
+        RELION project directory that the output STAR files' stack paths are relative to
+        (default: the input's ``data_dir``, else the working directory).
 
     Returns
     -------
@@ -130,6 +133,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     # classification (hours at scale): see check_run.
     check_run(src, out_dir, overwrite=overwrite, n_nbor=n_nbor, scheduler=scheduler,
               dask_local=dask_local, device=device)
+    if project_dir is not None and not Path(project_dir).is_dir():
+        raise ParameterError(f"project_dir must be an existing folder, got {str(project_dir)!r}")
     if dask_local is not None:
         dask_local = check_int("dask_local", dask_local, min=1)
     if threads is not None:
@@ -143,16 +148,18 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                                 report=report, record=record, batch_size=batch_size,
                                 client=client, device=device,
                                 classifier_options=classifier_options,
-                                averager_options=averager_options, threads=threads)
+                                averager_options=averager_options, threads=threads,
+                                project_dir=project_dir)
     with limit_threads(threads):
         return _run(src, out_dir, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
                     overwrite=overwrite, report=report, record=record, batch_size=batch_size,
                     client=client, device=device, classifier_options=classifier_options,
-                    averager_options=averager_options, threads=threads)
+                    averager_options=averager_options, threads=threads,
+                    project_dir=project_dir)
 
 
 def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, record, batch_size,
-         client, device, classifier_options, averager_options, threads):
+         client, device, classifier_options, averager_options, threads, project_dir):
     """:func:`run_classavg` after its checks, inside the thread limits."""
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
@@ -190,7 +197,8 @@ def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, recor
         rec["parameters"]["nn_method"] = cas.classifier.nn_method_
         rec["parameters"]["refine"] = cas.classifier.refine
     rec.update(record or {})
-    paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report)
+    paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report,
+                          project_dir=project_dir)
     logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)
     return cas, {k: Path(v) for k, v in paths.items()}
 

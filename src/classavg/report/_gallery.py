@@ -52,8 +52,10 @@ def gallery_head(k, factor, scores, resolutions, kept, bar_a):
     return (
         "<section id=\"gallery\">\n<h2>Class averages</h2>\n<p class=\"note\">"
         "Each tile: rank (the class number of classes.star and class_averages.star), class id "
-        "(0-based row of the neighbour table), reference particle (ref), number of member "
-        "particles (n), quality score (ranked "
+        "(0-based row of the neighbour table), reference particle (ref, 1-based), number of "
+        "particles assigned to the class (assigned: rlnClassNumber k or its mirror class in "
+        "particles.star; each particle goes to one class, while the average is made of its "
+        "members, classes.star _classavgMembers), quality score (ranked "
         + ("lowest" if order == "asc" else "highest") + " first) and half-set FRC "
         "resolution at 0.143 (res; &infin;: no correlation, n/a: undefined). Images are "
         "shown with row 0 at the bottom (y up, as in RELION), each scaled on its own between "
@@ -93,7 +95,7 @@ def tile(u8, *, rank, cls, ref, pop, score, res, kept, size, bar) -> str:
     score_txt = "n/a" if score is None or not math.isfinite(score) else f"{score:.4g}"
     score_attr = "" if score is None or not math.isfinite(score) else repr(float(score))
     res_txt, res_attr = _fmt_res(res)
-    label = (f"rank {rank}, class {cls}, reference {ref}, {pop} members, score {score_txt}, "
+    label = (f"rank {rank}, class {cls}, reference {ref}, {pop} assigned particles, score {score_txt}, "
              f"resolution {html.unescape(res_txt)}" + ("" if kept else ", rejected"))
     bar_a, pct = bar
     scale = ("" if bar_a is None else f"<span class=\"scalebar\" style=\"width: {pct:.4f}%\" "
@@ -107,5 +109,5 @@ def tile(u8, *, rank, cls, ref, pop, score, res, kept, size, bar) -> str:
             f"alt=\"class {cls}\" src=\"{_data_uri(encode_png_gray8(u8))}\">{scale}</div>"
             f"<figcaption><span class=\"rank\">#{rank}</span> class {cls}"
             + ("" if kept else " <span class=\"flag\">rejected</span>")
-            + f"<br>ref {ref}<br>n {pop} &middot; score {score_txt}<br>res {res_txt}"
+            + f"<br>ref {ref}<br>assigned {pop} &middot; score {score_txt}<br>res {res_txt}"
             "</figcaption></figure>\n")

@@ -126,6 +126,6 @@ def rank_figure(ranks: np.ndarray, scores: np.ndarray | None,
     ax1.set_ylabel("score")
     ax2.plot(ranks, populations, color=_ORANGE, **marker)
     ax2.set_xlabel("selection rank")
-    ax2.set_ylabel("members")
-    ax2.set_title("population vs selection rank")
+    ax2.set_ylabel("assigned particles")
+    ax2.set_title("assigned particles (rlnClassNumber k or K+k) vs rank")
     return _save(fig)

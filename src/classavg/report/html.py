@@ -203,7 +203,9 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
         Reference particle of each class (default: ``class_ids``, since by convention
         ``class_indices[c, 0] == c``).
     populations : array_like of int, shape (k,)
-        Member count of each class.
+        Particles assigned to each class (the partition: ``rlnClassNumber`` ``k`` or
+        ``K + k`` in ``particles.star``), shown as "assigned"; not the members behind the
+        average (``n_nbor``, named in the summary).
     scores : array_like of float, shape (k,), optional
         Quality score of each average; NaN is shown as "n/a".
     ranks : array_like of int, shape (k,), optional
@@ -382,7 +384,8 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
     if png is not None:
         fh.write(f"<figure><img class=\"plot\" alt=\"score and population against rank\" "
                  f"src=\"{_data_uri(png)}\"><figcaption>Quality score (left) and number of "
-                 "member particles (right) of each average against its selection rank."
+                 "particles assigned to each class (right; not the members behind the "
+                 "average) against its selection rank."
                  "</figcaption></figure>\n")
     fh.write("</section>\n")
     fh.write(f"<footer>Written by classavg {_esc(__version__)}. This file is self-contained: "
