@@ -79,3 +79,43 @@ def test_validation(blob_classes):
     with pytest.raises(ValueError, match="pixel_size"):
         avg.average(ci, cr)
         half_set_class_resolution(avg, ci, cr, avg.alignment, pixel_size=-1.0)
+
+
+def _table(n, m, seed):
+    rng = np.random.default_rng(seed)
+    ci = np.stack([np.r_[i, rng.choice(np.delete(np.arange(n), i), m - 1, replace=False)]
+                   for i in range(n)])
+    return ci, rng.random((n, m)) < 0.3
+
+
+@pytest.mark.parametrize("make", [
+    lambda s: BFSRAverager2D(s, radius=1, batch_size=3),
+    lambda s: BFSRAverager2D(s, radius=1, batch_size=3, ctf_correction="wiener"),
+    lambda s: BFSRAverager2D(s, radius=1, batch_size=3, ctf_correction="phase_flip"),
+    lambda s: BFRAverager2D(s, image_stacker=MedianImageStacker(), batch_size=3,
+                            ctf_correction="phase_flip"),
+    lambda s: EMAverager2D(s, n_iter=1, batch_size=3),
+])
+def test_halves_kept_in_the_averaging_pass_equal_the_second_pass(make):
+    """keep_half_sets stacks the halves from the average's own member spectra or
+    coefficients: the same arrays as half_set_averages' separate pass, to float rounding."""
+    from classavg.sources import Simulation
+
+    sim = Simulation(32, 40, snr=2.0, ctf=True, seed=5, dtype=np.float64)
+    src = sim.normalize_background().phase_flip()
+    ci, cr = _table(40, 10, 6)
+    cr[:, 0] = False
+    avg = make(src)
+    avg.keep_half_sets = True
+    rows = [5, 0, 17, 33, 8]
+    full = avg.average(ci, cr, classes=rows)
+    kept = avg.half_averages
+    assert kept.shape == (len(rows), 2, 32, 32)
+    a, b = half_set_averages(avg, ci, cr, avg.alignment)
+    scale = np.abs(full).max()
+    np.testing.assert_allclose(kept[:, 0], a, atol=1e-9 * scale)
+    np.testing.assert_allclose(kept[:, 1], b, atol=1e-9 * scale)
+    # and the average itself is the one computed without the halves
+    avg.keep_half_sets = False
+    np.testing.assert_allclose(avg.average(ci, cr, classes=rows), full, atol=1e-9 * scale)
+    assert avg.half_averages is None

@@ -191,3 +191,24 @@ class ClassBatch:
             from ._transform import PolarTransformer
             self._polar = PolarTransformer(self.transformer.basis).polar(self.images)
         return self._polar
+
+
+class _HalfBatch(ClassBatch):
+    """``batch`` restricted to the member columns ``cols``: images and coefficients are shared
+    with it, and its shifted member coefficients (computed once, only by a stacking that asks
+    for them) are cut from the full batch's."""
+
+    def __init__(self, batch, cols, shifts):
+        self.__dict__.update(batch.__dict__)
+        self._parent, self._cols, self._parent_shifts = batch, cols, shifts
+        self.indices = batch.indices[:, cols]
+        self.refl = batch.refl[:, cols]
+        self.inverse = batch.inverse[:, cols]
+
+    def member_coefficients(self):
+        return self._parent.member_coefficients()[:, self._cols]
+
+    def shifted_member_coefficients(self, shifts):
+        if not np.array_equal(shifts, self._parent_shifts[:, self._cols]):
+            return super().shifted_member_coefficients(shifts)
+        return self._parent.shifted_member_coefficients(self._parent_shifts)[:, self._cols]

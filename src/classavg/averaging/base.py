@@ -79,7 +79,8 @@ from .._parallel import block_map
 from .._progress import progress
 from .._tags import Tags
 from .._validation import check_int
-from ._batch import ClassBatch, CoefficientCache
+from ..metrics.resolution import half_set_columns
+from ._batch import ClassBatch, CoefficientCache, _HalfBatch
 from .wiener import check_ctf_options, ctf_corrected_stack
 
 __all__ = ["Averager2D", "AligningAverager2D", "AlignmentResult", "ClassBatch",
@@ -223,10 +224,18 @@ class AligningAverager2D(Averager2D):
 
     Subclasses implement :meth:`_align_batch` (see the module docstring).  After
     :meth:`average`, :attr:`alignment` holds the :class:`AlignmentResult` of the rows
-    averaged, in the order averaged, with ``alignment.classes`` their row numbers.
+    averaged, in the order averaged, with ``alignment.classes`` their row numbers; with
+    :attr:`keep_half_sets`, :attr:`half_averages` holds their two half-set averages.
     """
 
     alignment: AlignmentResult | None = None
+    #: Also stack the two halves of every class in :meth:`average` (the members of
+    #: :func:`classavg.metrics.resolution.half_set_columns`), from the member spectra already
+    #: formed for the average: the half-set FRC then costs no second pass over the members.
+    keep_half_sets = False
+    #: After :meth:`average` with :attr:`keep_half_sets`: (k, 2, L, L), in the order of
+    #: ``alignment.classes`` (None otherwise).
+    half_averages = None
 
     #: Aligns (``align``), takes the CTF keywords and a Dask client; subclasses whose
     #: constructor takes ``device`` add ``device=True``.
@@ -336,7 +345,7 @@ class AligningAverager2D(Averager2D):
         if client is not None and self.device != "cpu":
             raise ValueError(f"device must be 'cpu' with a Dask client, got {self.device!r}")
         blocks = [rows[s:s + self.batch_size] for s in range(0, rows.size, self.batch_size)]
-        items = ((r, ci[r], cr[r], stack) for r in blocks)
+        items = ((r, ci[r], cr[r], stack, stack and self.keep_half_sets) for r in blocks)
         if client is None:
             cache = self._coefficient_cache()
             results = (self._process(item, cache) for item in items)
@@ -350,15 +359,21 @@ class AligningAverager2D(Averager2D):
                                 self.coefficient_cache_bytes)
 
     def _process(self, item, cache=None):
-        """Align (and, with ``stack``, stack) one batch of rows."""
-        rows, ci, cr, stack = item
+        """Align (and, with ``stack``, stack) one batch of rows:
+        ``(averages or None, AlignmentResult, half averages (b, 2, L, L) or None)``."""
+        rows, ci, cr, stack, halves = item
         batch = ClassBatch(rows, ci, cr, self.src, self.transformer,
                            self._coefficient_cache() if cache is None else cache)
         res = self._finish(batch, *self._align_batch(batch))
         if not stack:
-            return None, res
-        fn = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
-        return np.asarray(fn(batch, res), dtype=self.src.dtype), res
+            return None, res, None
+        if not halves:
+            fn = self._stack_batch if self.ctf_correction is None else self._ctf_stack_batch
+            return np.asarray(fn(batch, res), dtype=self.src.dtype), res, None
+        avg, a, b = self._stack_with_halves(batch, res)
+        dt = self.src.dtype
+        return (np.asarray(avg, dtype=dt), res,
+                np.stack([np.asarray(a, dtype=dt), np.asarray(b, dtype=dt)], axis=1))
 
     def _finish(self, batch, rotations, shifts, scores):
         b, m = batch.indices.shape
@@ -394,8 +409,8 @@ class AligningAverager2D(Averager2D):
             shifts (k', n_nbor, 2) pixels, scores (k', n_nbor).  Applied to member j in the
             order mirror -> shift -> rotation they bring it onto the reference.
         """
-        return self._concat([res for _, res in self._run(class_indices, class_refl, classes,
-                                                         client, stack=False)])
+        return self._concat([res for _, res, _ in self._run(class_indices, class_refl, classes,
+                                                            client, stack=False)])
 
     def average(self, class_indices, class_refl, *, classes=None, client=None):
         """Class averages, one per row, each in the frame of its reference (column 0).
@@ -422,11 +437,15 @@ class AligningAverager2D(Averager2D):
         ndarray, shape (k', L, L), dtype ``src.dtype``
             Band-limited to the basis, zero outside the disk of radius ``L / 2``.
         """
-        outs, parts = [], []
-        for avg, res in self._run(class_indices, class_refl, classes, client, stack=True):
+        outs, parts, halves = [], [], []
+        for avg, res, half in self._run(class_indices, class_refl, classes, client,
+                                        stack=True):
             outs.append(avg)
             parts.append(res)
+            halves.append(half)
         self.alignment = self._concat(parts)
+        self.half_averages = (np.concatenate(halves) if self.keep_half_sets and halves
+                              else None)
         if not outs:
             return np.zeros((0, self.src.L, self.src.L), dtype=self.src.dtype)
         return np.concatenate(outs)
@@ -436,6 +455,7 @@ class AligningAverager2D(Averager2D):
         state = self.__dict__.copy()
         state.pop("_transformer", None)
         state.pop("alignment", None)
+        state.pop("half_averages", None)
         return state
 
     @staticmethod
@@ -459,6 +479,33 @@ class AligningAverager2D(Averager2D):
             Higher is better.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement _align_batch")
+
+    def _half_stack_batch(self, batch, alignment):
+        """How a half set of members is stacked without CTF correction (default: as the
+        average, :meth:`_stack_batch`)."""
+        return self._stack_batch(batch, alignment)
+
+    def _stack_with_halves(self, batch, alignment):
+        """The averages of a batch and of the two halves of every class, ``3 x (b, L, L)``.
+
+        The halves are :func:`~classavg.metrics.resolution.half_set_columns` of the members,
+        stacked as :func:`~classavg.averaging.half_sets.half_set_averages` stacks them, from
+        the member spectra (CTF correction) or shifted coefficients formed for the average.
+        """
+        cols_a, cols_b = half_set_columns(batch.indices.shape[1])
+        if self.ctf_correction is not None:
+            return ctf_corrected_stack(self, batch, alignment,
+                                       column_sets=(None, cols_a, cols_b))
+        full = self._stack_batch(batch, alignment)
+        if cols_a.size == 0:
+            return full, np.zeros_like(full), np.zeros_like(full)
+        halves = []
+        for cols in (cols_a, cols_b):
+            res = AlignmentResult(alignment.classes, alignment.rotations[:, cols],
+                                  alignment.shifts[:, cols], alignment.scores[:, cols])
+            halves.append(self._half_stack_batch(_HalfBatch(batch, cols, alignment.shifts),
+                                                 res))
+        return full, halves[0], halves[1]
 
     def _ctf_stack_batch(self, batch, alignment):
         """CTF-corrected stacking (:func:`~classavg.averaging.wiener.ctf_corrected_stack`)."""

@@ -491,6 +491,11 @@ class EMAverager2D(AligningAverager2D):
         self._noise_parts.append(noise)
         return rot, sh, sc
 
+    def _half_stack_batch(self, batch, alignment):
+        # The halves of an EM class are the means of its members at their MAP poses (the
+        # hard-assignment average of the same alignment; averaging/half_sets.py).
+        return AligningAverager2D._stack_batch(self, batch, alignment)
+
     def _stack_batch(self, batch, alignment):
         if not self.image_stacker.linear:
             return super()._stack_batch(batch, alignment)

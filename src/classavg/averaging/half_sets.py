@@ -23,6 +23,7 @@ import numpy as np
 
 from .._validation import check_float
 from ..metrics.resolution import HALF_SET_THRESHOLD, half_set_columns, half_set_resolution
+from ._batch import _HalfBatch
 from .base import AligningAverager2D, AlignmentResult, ClassBatch, check_class_table
 
 __all__ = ["half_set_averages", "half_set_class_resolution"]
@@ -30,35 +31,10 @@ __all__ = ["half_set_averages", "half_set_class_resolution"]
 logger = logging.getLogger(__name__)
 
 
-class _HalfBatch(ClassBatch):
-    """``batch`` restricted to the member columns ``cols``: images and coefficients are shared
-    with it, and its shifted member coefficients (computed once, only by a stacking that asks
-    for them) are cut from the full batch's."""
-
-    def __init__(self, batch, cols, shifts):
-        self.__dict__.update(batch.__dict__)
-        self._parent, self._cols, self._parent_shifts = batch, cols, shifts
-        self.indices = batch.indices[:, cols]
-        self.refl = batch.refl[:, cols]
-        self.inverse = batch.inverse[:, cols]
-
-    def member_coefficients(self):
-        return self._parent.member_coefficients()[:, self._cols]
-
-    def shifted_member_coefficients(self, shifts):
-        if not np.array_equal(shifts, self._parent_shifts[:, self._cols]):
-            return super().shifted_member_coefficients(shifts)
-        return self._parent.shifted_member_coefficients(self._parent_shifts)[:, self._cols]
-
-
 def _stacker_of(averager):
-    from .em import EMAverager2D
-
     if averager.ctf_correction is not None:
         return averager._ctf_stack_batch
-    if isinstance(averager, EMAverager2D):
-        return lambda batch, res: AligningAverager2D._stack_batch(averager, batch, res)
-    return averager._stack_batch
+    return averager._half_stack_batch
 
 
 def half_set_averages(averager, class_indices, class_refl, alignment):

@@ -425,7 +425,7 @@ class _MemberSpectra:
         return out
 
 
-def ctf_corrected_stack(averager, batch, alignment):
+def ctf_corrected_stack(averager, batch, alignment, *, column_sets=None):
     """CTF-corrected averages of a batch of classes (``ctf_correction`` of ``averager``).
 
     Parameters
@@ -435,10 +435,13 @@ def ctf_corrected_stack(averager, batch, alignment):
     batch : ClassBatch
     alignment : AlignmentResult
         Of the batch.
+    column_sets : sequence of (ndarray of int or None), optional
+        Stack these subsets of the member columns (None: all of them) from the same member
+        spectra, e.g. the average and its two half sets; a list of outputs is returned.
 
     Returns
     -------
-    ndarray, shape (b, L, L)
+    ndarray, shape (b, L, L), or a list of them (one per column set)
         Band-limited to the basis, zero outside the disk of radius ``L / 2`` (for
         "phase_flip" with a non-linear stacker: the stacker's pixel images).
     """
@@ -450,10 +453,12 @@ def ctf_corrected_stack(averager, batch, alignment):
     L = tr.L
     Lh = L // 2 + 1
     px = raw.pixel_size
+    sets = [np.arange(m) if c is None else np.asarray(c) for c in
+            ((None,) if column_sets is None else column_sets)]
     spectra = _MemberSpectra(L, tr.dtype)
     params = raw.ctf_params(batch.indices.reshape(-1))
     images = batch.images if raw is averager.src else raw.images[batch.unique]
-    out = np.empty((b, L, L), dtype=tr.dtype)
+    outs = [np.zeros((b, L, L), dtype=tr.dtype) for _ in sets]
     step = max(1, tr.chunk // m)
     for c0 in range(0, b, step):
         sl = slice(c0, min(c0 + step, b))
@@ -467,25 +472,33 @@ def ctf_corrected_stack(averager, batch, alignment):
                         dtype=tr.dtype)
         if averager.image_source_flipped:      # flipped on disk: sign(H)(H X + N) = |H| X + N'
             H = np.abs(H)
+        X = X.reshape(c, m, L, Lh)
+        H = H.reshape(c, m, L, Lh)
         if mode == "phase_flip":
             X *= np.where(H < 0, -1.0, 1.0).astype(tr.dtype)
-            if st.linear:
-                w = st(np.eye(m), axis=0)
-                A = np.einsum("j,cjyx->cyx", w, X.reshape(c, m, L, Lh))
-            else:
-                imgs = sfft.irfft2(X, s=(L, L), axes=_AXES, workers=-1)
-                out[sl] = st.stack(sfft.fftshift(imgs, axes=_AXES).reshape(c, m, L, L))
+        for cols, out in zip(sets, outs):
+            if cols.size == 0:
                 continue
-        else:
-            A = _combine_wiener(X.reshape(c, m, L, Lh), H.reshape(c, m, L, Lh),
-                                averager.wiener_snr)
-        img = sfft.fftshift(sfft.irfft2(A, s=(L, L), axes=_AXES, workers=-1), axes=_AXES)
-        out[sl] = img.astype(tr.dtype, copy=False)
-    if APODIZATION is not None:
-        out *= apodization_mask(L, APODIZATION).astype(out.dtype)
-    if mode == "phase_flip" and not st.linear:
-        return out
-    return tr.evaluate(tr.expand(out))
+            if mode == "phase_flip":
+                if not st.linear:
+                    imgs = sfft.irfft2(X[:, cols], s=(L, L), axes=_AXES, workers=-1)
+                    out[sl] = st.stack(sfft.fftshift(imgs, axes=_AXES))
+                    continue
+                w = st(np.eye(cols.size), axis=0)
+                A = np.einsum("j,cjyx->cyx", w, X[:, cols])
+            else:
+                A = _combine_wiener(X[:, cols], H[:, cols], averager.wiener_snr)
+            img = sfft.fftshift(sfft.irfft2(A, s=(L, L), axes=_AXES, workers=-1), axes=_AXES)
+            out[sl] = img.astype(tr.dtype, copy=False)
+    pixel_images = mode == "phase_flip" and not st.linear
+    for i, (cols, out) in enumerate(zip(sets, outs)):
+        if cols.size == 0:
+            continue
+        if APODIZATION is not None:
+            out *= apodization_mask(L, APODIZATION).astype(out.dtype)
+        if not pixel_images:
+            outs[i] = tr.evaluate(tr.expand(out))
+    return outs[0] if column_sets is None else outs
 
 
 def apodization_mask(L, start):

@@ -12,6 +12,7 @@ import numpy as np
 from .._tags import get_tags
 from ..averaging import AlignmentResult
 from ..averaging.half_sets import half_set_class_resolution
+from ..metrics.resolution import half_set_resolution
 
 __all__ = ["class_resolution"]
 
@@ -39,9 +40,13 @@ def class_resolution(cas, alignment=None):
     if not get_tags(cas.averager).aligns or cas.n_nbor < 2:
         return np.full(sel.size, np.nan)
     t0 = time.perf_counter()
-    rot, sh, sc = cas.alignment() if alignment is None else alignment
-    res = half_set_class_resolution(cas.averager, cas.class_indices, cas.class_refl,
-                                    AlignmentResult(sel, rot, sh, sc),
-                                    pixel_size=cas.src.pixel_size)["resolution"]
+    halves = cas.half_averages()
+    if halves is not None:          # stacked in the averaging pass
+        res = half_set_resolution(halves[:, 0], halves[:, 1], cas.src.pixel_size)["resolution"]
+    else:
+        rot, sh, sc = cas.alignment() if alignment is None else alignment
+        res = half_set_class_resolution(cas.averager, cas.class_indices, cas.class_refl,
+                                        AlignmentResult(sel, rot, sh, sc),
+                                        pixel_size=cas.src.pixel_size)["resolution"]
     cas.timings["resolution"] = time.perf_counter() - t0
     return res

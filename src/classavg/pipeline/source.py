@@ -95,6 +95,11 @@ class ClassAvgSource(ImageSource):
                              f"got shape {sel.shape}")
         self.selection_indices = sel
         self._alignments = {}                 # class id -> (rotations, shifts, scores)
+        self._halves = {}                     # class id -> (2, L, L) half-set averages
+        if isinstance(averager, averaging.AligningAverager2D):
+            # The outputs report every class's half-set resolution: stack the halves in the
+            # averaging pass, from the member spectra it forms anyway (no second pass).
+            averager.keep_half_sets = True
         self._averaging_time = 0.0
         ref = self.class_indices[sel, 0]
         scores = getattr(class_selector, "selection_scores_", None)
@@ -147,7 +152,20 @@ class ClassAvgSource(ImageSource):
             self._averaging_time += time.perf_counter() - t0
             self.timings["averaging"] = self._averaging_time
             self._store_alignment(getattr(self.averager, "alignment", None))
+            halves = getattr(self.averager, "half_averages", None)
+            if halves is not None:
+                for c, h in zip(classes[todo], halves):
+                    self._halves[int(c)] = h
         return out
+
+    def half_averages(self, class_ids=None):
+        """The two half-set averages of the given classes (default: the selection), as the
+        averaging pass stacked them: (k, 2, L, L), or None when some class has none (not yet
+        averaged, or averaged by a part that keeps no halves)."""
+        ids = self.selection_indices if class_ids is None else np.asarray(class_ids)
+        if not all(int(c) in self._halves for c in ids):
+            return None
+        return np.stack([self._halves[int(c)] for c in ids])
 
     def _store_alignment(self, result):
         if result is None:
