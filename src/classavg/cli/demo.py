@@ -1,4 +1,5 @@
-"""``classavg demo -o OUT``: simulate the built-in molecule and run the default preset."""
+"""``classavg demo -o OUT``: simulate a shipped real molecule (EMD-11007) and run the default
+preset."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ from ..io import RelionSource
 from ..io._outdir import check_output_dir
 from ..pipeline import prepare_source, run_classavg
 from ..pipeline.outputs import OUTPUT_NAMES
+from ..sources.molecules import available_molecules
 from ..sources.simulation import STACK_NAME, simulate_dataset
 from .run import add_pipeline_arguments, dask_arguments
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "demo", help="simulate the built-in molecule and class-average it",
-        description="Simulate a RELION data set of the built-in molecule (CTF, noise), run "
-                    "the default pipeline on it and write the usual outputs plus the ground "
-                    "truth.")
+        "demo", help="simulate a real molecule and class-average it",
+        description="Simulate a RELION data set of a shipped EMDB molecule (default EMD-11007, "
+                    "a membrane protein in a micelle; CTF, noise), run the default pipeline on "
+                    "it and write the usual outputs plus the ground truth.")
     p.add_argument("-o", "--output", default="demo_output", help="output folder")
     p.add_argument("--n", type=int, default=3000, help="number of particles (default 3000)")
     p.add_argument("--L", type=int, default=64, help="image size in pixels (default 64)")
     p.add_argument("--snr", type=float, default=0.5, help="signal-to-noise ratio (default 0.5)")
+    p.add_argument("--molecule", default="emd-11007", choices=available_molecules(),
+                   help="shipped molecule to simulate (default emd-11007)")
     add_pipeline_arguments(p)
     p.set_defaults(n_classes=100)
     return p
@@ -37,7 +41,7 @@ def run(args):
                      flag="another --output")
     check_output_dir(data, ("particles.star", STACK_NAME, "ground_truth.npz"), overwrite=True)
     simulate_dataset(data, n=args.n, L=args.L, snr=args.snr, ctf=True, seed=args.seed,
-                     overwrite=True)
+                     volume=args.molecule, overwrite=True)
     src = RelionSource(star)
     src, steps = prepare_source(src, phase_flip=True)
     _, paths = run_classavg(
@@ -45,7 +49,8 @@ def run(args):
         seed=args.seed, overwrite=True, report=not args.no_report, batch_size=args.batch_size,
         **dask_arguments(args),
         record={"input_star": str(star), "preprocessing": steps, "demo": True,
-                "simulation": {"n": args.n, "L": args.L, "snr": args.snr, "ctf": True},
+                "simulation": {"n": args.n, "L": args.L, "snr": args.snr, "ctf": True,
+                               "molecule": args.molecule},
                 "command": " ".join(sys.argv)})
     print(f"class averages: {paths['class_averages.mrcs']}")
     if "report.html" in paths:
