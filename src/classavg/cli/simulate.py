@@ -12,7 +12,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from ..sources.junk import JUNK_KINDS
-from ..sources.molecules import available_molecules
+from ..sources.molecules import available_molecules, get_molecule
 from ..sources.noise import ICE_AMPLITUDE, ICE_K0, ice_psd, load_psd
 
 __all__ = ["add_parser", "run"]
@@ -89,6 +89,8 @@ def run(args) -> int:
     # The folder first (seconds), the rendering after; the map given is never replaced.
     check_output_dir(args.output, ("particles.star", STACK_NAME, "ground_truth.npz"),
                      inputs=[args.volume], overwrite=args.overwrite)
+    if args.molecule is not None:
+        get_molecule(args.molecule)           # a known name, before any output
     noise = args.noise
     if noise not in ("white", "ice"):
         load_psd(noise)                       # a readable PSD file, before any output
@@ -116,7 +118,7 @@ def run(args) -> int:
 
 
 def parse_junk_kinds(text):
-    """``{kind: weight}`` of a ``--junk-kinds`` value ``"empty_ice=1,aggregate=2"`` (None: None)."""
+    """``{kind: weight}`` of a ``--junk-kinds`` value such as ``"empty_ice=1,aggregate=2"``."""
     if text is None:
         return None
     out = {}

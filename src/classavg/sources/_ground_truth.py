@@ -15,8 +15,18 @@ __all__ = ["load_ground_truth"]
 
 
 def ground_truth_arrays(sim):
-    """The arrays and scalars that :meth:`Simulation.save_ground_truth
-    <classavg.sources.simulation.Simulation.save_ground_truth>` writes (its docstring)."""
+    """The fields that :meth:`Simulation.save_ground_truth
+    <classavg.sources.simulation.Simulation.save_ground_truth>` writes.
+
+    Arrays: ``rotations`` (n, 3, 3), ``viewing_directions`` (n, 3), ``in_plane_angles`` (n,)
+    radians, ``euler_angles`` (n, 3) radians, ``offsets`` (n, 2) pixels, ``defocus_u``,
+    ``defocus_v``, ``defocus_angle`` (n,) (Angstrom, degrees; NaN without a CTF), ``kind`` (n,)
+    str ("particle" or a junk kind), ``amplitudes`` (n,), ``background_offsets`` (n,) and
+    ``background_gradients`` (n, 2) (signal sd units), ``noise_psd`` (requested power per ring
+    ``round(|k| L)``); scalars ``snr`` (NaN when noise-free), ``noise_variance``,
+    ``signal_variance``, ``noise`` and ``contrast`` (strings), ``seed``, ``L``, ``n``,
+    ``pixel_size``, ``has_ctf``, ``volume`` (a description string).
+    """
     n = sim.n
     nan = np.full(n, np.nan)
     ctf = sim._ctf or {}

@@ -308,3 +308,17 @@ def _rfft_ctf(table, idx, L, pixel_size, real_dtype):
         # rfft column L/2 is kx = +1/2; the full grid holds kx = -1/2, and CTF(k) = CTF(-k).
         half[:, :, L // 2] = full[:, (-np.arange(L)) % L, L // 2]
     return half[inverse.reshape(-1)].astype(real_dtype, copy=False)
+
+
+def _relion_metadata(euler, off, pixel_size, ctf):
+    """RELION columns of a simulation: angles (degrees), origins (Angstrom) and CTF."""
+    md = pd.DataFrame({
+        "rlnAngleRot": np.rad2deg(euler[:, 0]),
+        "rlnAngleTilt": np.rad2deg(euler[:, 1]),
+        "rlnAnglePsi": np.rad2deg(euler[:, 2]),
+        "rlnOriginXAngst": -off[:, 0] * pixel_size,
+        "rlnOriginYAngst": -off[:, 1] * pixel_size,
+    })
+    for key, values in (ctf or {}).items():
+        md[_CTF_FIELDS[key][0]] = values
+    return md

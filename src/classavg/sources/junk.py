@@ -28,8 +28,10 @@ broken              one particle with a fraction ``f ~ U(0.25, 0.5)`` of its pos
                     removed beyond a line of uniform direction (edge 1 px soft).
 =================== ==================================================================
 
-Shifts of junk are not periodic (the image is shifted on a ``2L`` canvas and cropped): what
-leaves the box is lost instead of wrapping round.
+Junk is composed on a ``2L x 2L`` canvas whose centre is the box, and the CTF is applied there
+before cropping: shifts are not periodic (what leaves the box is lost instead of wrapping
+round), and film and ice continue past the box (tapered to zero at the canvas edge) so that
+the CTF fringes appear at their edges, not at the box borders.
 """
 
 from __future__ import annotations
@@ -170,17 +172,43 @@ def carbon_edge(L, angle, distance, density, width=1.0):
     return density / (1.0 + np.exp(-np.clip(s, -50, 50)))
 
 
+def _embed(image, M):
+    """``image`` (L, L) at the centre of a zero (M, M) canvas (centre pixel ``M // 2``)."""
+    L = image.shape[-1]
+    out = np.zeros((M, M))
+    lo = M // 2 - L // 2
+    out[lo:lo + L, lo:lo + L] = image
+    return out
+
+
+def _crop(canvas, L):
+    """The central (L, L) window of a canvas (centre pixel kept at ``L // 2``)."""
+    lo = canvas.shape[-1] // 2 - L // 2
+    return canvas[..., lo:lo + L, lo:lo + L]
+
+
+def _fourier_shift(canvas, offset):
+    """Periodic sub-pixel translation of a square canvas by ``offset`` (x, y) pixels."""
+    M = canvas.shape[-1]
+    f = sfft.rfft2(canvas)
+    ky, kx = np.fft.fftfreq(M), np.fft.rfftfreq(M)
+    f *= np.exp(-2j * np.pi * offset[1] * ky)[:, None] * np.exp(-2j * np.pi * offset[0] * kx)
+    return sfft.irfft2(f, s=canvas.shape)
+
+
 def shift_nonperiodic(image, offset):
     """``image`` (L, L) translated by ``offset`` (x, y) pixels without wrap-around: a Fourier
     shift on a zero-padded ``2L`` canvas, cropped back (exact for band-limited content)."""
     L = image.shape[-1]
-    big = np.zeros((2 * L, 2 * L))
-    lo = L - L // 2
-    big[lo:lo + L, lo:lo + L] = image
-    f = sfft.rfft2(big)
-    ky, kx = np.fft.fftfreq(2 * L), np.fft.rfftfreq(2 * L)
-    f *= np.exp(-2j * np.pi * offset[1] * ky)[:, None] * np.exp(-2j * np.pi * offset[0] * kx)
-    return sfft.irfft2(f, s=big.shape)[lo:lo + L, lo:lo + L]
+    return _crop(_fourier_shift(_embed(image, 2 * L), offset), L)
+
+
+def _canvas_window(L):
+    """(2L, 2L) window: 1 up to ``0.75 L`` from the centre (square), a raised cosine to 0 at the
+    canvas edge, so film and ice end smoothly outside the box instead of at a wrapped step."""
+    c = np.abs(np.arange(2 * L) - L) / L                      # 0 at the centre, 1 at the edge
+    w = np.where(c <= 0.75, 1.0, 0.5 * (1 + np.cos(np.pi * np.clip((c - 0.75) / 0.25, 0, 1))))
+    return w[:, None] * w[None, :]
 
 
 def broken_mask(image, angle, fraction, width=1.0):
@@ -197,29 +225,37 @@ def broken_mask(image, angle, fraction, width=1.0):
 
 
 def compose_junk(spec, L, projections, density):
-    """The junk image before the CTF, (L, L) float64.
+    """The junk image before the CTF on a ``(2L, 2L)`` canvas (the box is its centre).
+
+    Film and ice extend past the box (tapered to zero at the canvas edge), so the CTF applied
+    on the canvas gives fringes only where the edges are, not at the box borders.
 
     Parameters
     ----------
     spec : dict
-        From :func:`draw_junk` (``offset`` of off-centre images there; others take
-        ``own_offset``).
+        From :func:`draw_junk`.
     L : int
     projections : ndarray, shape (1 + n_extra, L, L)
         Centred clean projections: the image's own rotation, then ``spec["extra"]``.
     density : float
         The particle's mean projected density ``D``.
+
+    Returns
+    -------
+    ndarray, shape (2L, 2L), float64
     """
-    kind = spec["kind"]
+    kind, M = spec["kind"], 2 * L
     if kind == "empty_ice":
-        return np.zeros((L, L))
+        return np.zeros((M, M))
     if kind == "ice_contamination":
-        return ice_contamination(L, spec["center"], spec["radius"], spec["density"] * density)
+        return ice_contamination(M, spec["center"], spec["radius"], spec["density"] * density)
     if kind == "carbon_edge":
-        return carbon_edge(L, spec["angle"], spec["distance"], spec["density"] * density)
+        return carbon_edge(M, spec["angle"], spec["distance"],
+                           spec["density"] * density) * _canvas_window(L)
     if kind == "aggregate":
-        return sum(shift_nonperiodic(p, o) for p, o in zip(projections, spec["offsets"]))
-    img = shift_nonperiodic(projections[0], spec["offset"])
+        return sum(_fourier_shift(_embed(p, M), o) for p, o in zip(projections,
+                                                                   spec["offsets"]))
+    img = _fourier_shift(_embed(projections[0], M), spec["offset"])
     if kind == "broken":
         img = img * broken_mask(img, spec["angle"], spec["fraction"])
     return img
@@ -239,18 +275,25 @@ def draw_all(seed, kinds, L, offsets, voxels, scale):
     return specs, mass / (np.pi * radius ** 2)
 
 
-def compose_batch(specs, idx, junk, f_all, L, density):
-    """Slices of a batch ``idx`` with those at positions ``junk`` replaced by the transforms of
-    the composed junk images.  ``f_all`` (rfft layout) holds the own slices of ``idx``, then
-    the extra rotations of the junk specs in order; returns (len(idx), L, L // 2 + 1)."""
-    f = f_all[:len(idx)].copy()
+def compose_batch(specs, idx, junk, f_all, L, density, ctf=None):
+    """Junk images of a batch, (len(junk), L, L) float64, the CTF applied when given.
+
+    ``idx``: image indices of the batch; ``junk``: positions in ``idx`` of its junk images;
+    ``f_all`` (rfft layout): the own slices of ``idx``, then the extra rotations of the junk
+    specs in order; ``ctf(i, M)``: the rfft-layout CTF of image ``i`` on an ``M x M`` grid
+    (applied on the ``2L`` canvas, then the box is cropped) or None.
+    """
     proj = np.fft.fftshift(sfft.irfft2(f_all, s=(L, L), workers=-1), axes=(1, 2))
+    out = np.empty((len(junk), L, L))
     pos = len(idx)
-    for j in junk:
+    for r, j in enumerate(junk):
         spec = specs[int(idx[j])]
         m = len(spec["extra"])
-        img = compose_junk(spec, L, np.concatenate([proj[j:j + 1], proj[pos:pos + m]]),
-                           density)
+        canvas = compose_junk(spec, L, np.concatenate([proj[j:j + 1], proj[pos:pos + m]]),
+                              density)
         pos += m
-        f[j] = sfft.rfft2(np.fft.ifftshift(img))
-    return f
+        if ctf is not None:
+            f = sfft.rfft2(np.fft.ifftshift(canvas)) * ctf(int(idx[j]), 2 * L)
+            canvas = np.fft.fftshift(sfft.irfft2(f, s=canvas.shape))
+        out[r] = _crop(canvas, L)
+    return out

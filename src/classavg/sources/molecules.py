@@ -4,12 +4,10 @@ The maps live in ``classavg/data/`` (package data; EMDB data are CC0, see the RE
 ``Simulation(volume="emd-11007")`` and ``classavg simulate --molecule emd-11007`` resolve a
 name through :func:`molecule_path`; the voxel size comes from the map header.
 
-=========== ========= ================================================================ ===========
-name        EMDB      what                                                             map
-=========== ========= ================================================================ ===========
-emd-11007   EMD-11007 asymmetric membrane protein in a detergent micelle (fuzzy micelle) 64^3, 3.1275 A
-emd-3488    EMD-3488  human haemoglobin, 64 kDa, pseudo-symmetric tetramer (phase plate) 64^3, 1.6406 A
-=========== ========= ================================================================ ===========
+- ``emd-11007`` (EMD-11007): an asymmetric membrane protein in a detergent micelle (fuzzy
+  micelle density), 64^3 voxels of 3.1275 A.
+- ``emd-3488`` (EMD-3488): human haemoglobin, 64 kDa, a pseudo-symmetric tetramer (phase-plate
+  data), 64^3 voxels of 1.6406 A.
 """
 
 from __future__ import annotations

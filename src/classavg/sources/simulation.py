@@ -1,9 +1,10 @@
 """Simulated particle images with known ground truth.
 
 :class:`Simulation` is an :class:`~classavg.sources.base.ImageSource` of projections of a 3D
-volume at random orientations, shifted, multiplied by a CTF and corrupted by white Gaussian
-noise.  It keeps the truth for every image (rotation, viewing direction, in-plane angle, offset,
-CTF, clean projection), which the accuracy tests and benchmarks of ``classavg.metrics`` compare
+volume at random orientations, shifted, multiplied by a CTF, varied in amplitude and background
+and corrupted by white or coloured Gaussian noise, optionally mixed with junk.  It keeps the
+truth for every image (rotation, viewing direction, in-plane angle, offset, CTF, clean
+projection, kind), which the accuracy tests and benchmarks of ``classavg.metrics`` compare
 against (``shared/metrics.md``).
 
 Image formation (``docs/conventions.md``)
@@ -67,7 +68,6 @@ import numbers
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.fft as sfft
 
 from .._validation import check_choice, check_float, check_int, check_random_state
@@ -75,8 +75,8 @@ from . import junk as _junk
 from ._corruption import background_images, draw_amplitudes, draw_background
 from ._dataset import STACK_NAME, dataset_paths, write_dataset
 from ._ground_truth import ground_truth_arrays, load_ground_truth, write_ground_truth
-from ._projection import (_CTF_FIELDS, _STREAM_NOISE, _ctf_table, _draw_poses, _nufft_slices,
-                          _prepare_volume, _rfft_ctf, euler_zyz)
+from ._projection import (_STREAM_NOISE, _ctf_table, _draw_poses, _nufft_slices,
+                          _prepare_volume, _relion_metadata, _rfft_ctf, euler_zyz)
 from .base import ImageSource
 from .noise import noise_filter, noise_images, requested_psd, resolve_noise
 
@@ -231,17 +231,8 @@ class Simulation(ImageSource):
         self._signal_variance = None
         self._noise_variance = None if self._snr is not None else 0.0
 
-        md = pd.DataFrame({
-            "rlnAngleRot": np.rad2deg(self._euler[:, 0]),
-            "rlnAngleTilt": np.rad2deg(self._euler[:, 1]),
-            "rlnAnglePsi": np.rad2deg(self._euler[:, 2]),
-            "rlnOriginXAngst": -off[:, 0] * pixel_size,
-            "rlnOriginYAngst": -off[:, 1] * pixel_size,
-        })
-        if self._ctf is not None:
-            for key, values in self._ctf.items():
-                md[_CTF_FIELDS[key][0]] = values
-        super().__init__(n=n, L=L, dtype=dt, pixel_size=pixel_size, metadata=md)
+        super().__init__(n=n, L=L, dtype=dt, pixel_size=pixel_size,
+                         metadata=_relion_metadata(self._euler, off, pixel_size, self._ctf))
         logger.debug("created %r (volume %s, snr %s, noise %s, ctf %s, junk %g, seed %d)", self,
                      self._volume_name, self._snr, self._noise_name, self._ctf is not None,
                      frac, self._seed)
@@ -259,26 +250,17 @@ class Simulation(ImageSource):
     background_gradients = property(lambda self: self._bg_gradients,
                                     doc="Background gradients (x, y), (n, 2), signal sd units.")
 
-    @property
-    def volume(self):
-        """The volume: a :class:`GaussianBlobVolume`, or the voxel array used (on the image grid
-        unless resampled to a given pixel size)."""
-        return self._blobs if self._blobs is not None else self._voxels
-
-    @property
-    def rotations(self) -> np.ndarray:
-        """Rotation matrices, (n, 3, 3): ``I(x, y) = integral vol(R @ (x, y, z)) dz``."""
-        return self._rotations
-
-    @property
-    def viewing_directions(self) -> np.ndarray:
-        """Projection axes ``R[:, :, 2]``, (n, 3), unit vectors in the volume frame."""
-        return self._rotations[:, :, 2]
-
-    @property
-    def euler_angles(self) -> np.ndarray:
-        """ZYZ (RELION) Euler angles ``(rot, tilt, psi)``, (n, 3), radians (:func:`euler_zyz`)."""
-        return self._euler
+    volume = property(lambda self: self._blobs if self._blobs is not None else self._voxels,
+                      doc="The GaussianBlobVolume, or the voxel array used (on the image grid "
+                          "unless resampled to a given pixel size).")
+    rotations = property(lambda self: self._rotations, doc="Rotation matrices, (n, 3, 3): "
+                         "``I(x, y) = integral vol(R @ (x, y, z)) dz``.")
+    viewing_directions = property(lambda self: self._rotations[:, :, 2], doc="Projection "
+                                  "axes ``R[:, :, 2]``, (n, 3), unit vectors (volume frame).")
+    euler_angles = property(lambda self: self._euler, doc="ZYZ (RELION) Euler angles ``(rot, "
+                            "tilt, psi)``, (n, 3), radians (:func:`euler_zyz`).")
+    offsets = property(lambda self: self._offsets, doc="Particle offsets ``(x, y)``, (n, 2), "
+                       "pixels: image = projection shifted by offset.")
 
     @property
     def in_plane_angles(self) -> np.ndarray:
@@ -290,11 +272,6 @@ class Simulation(ImageSource):
         rotating image ``j`` counter-clockwise by ``psi_j - psi_r`` gives image ``r``.
         """
         return self._euler[:, 2]
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Particle offsets ``(x, y)``, (n, 2), pixels: image = projection shifted by offset."""
-        return self._offsets
 
     @property
     def signal_variance(self) -> float:
@@ -375,14 +352,10 @@ class Simulation(ImageSource):
             idx = np.asarray(indices[start:start + chunk])
             junk = [] if particles_only else [j for j, i in enumerate(idx) if int(i) in self._junk]
             extra = [self._junk[int(idx[j])]["extra"] for j in junk]
-            f = self._slices(np.concatenate([self._rotations[idx]] + extra))
-            if junk:
-                f = _junk.compose_batch(self._junk, idx, junk, f, L, self._density)
-            else:
-                f = f[:len(idx)]
+            f_all = self._slices(np.concatenate([self._rotations[idx]] + extra))
+            f = f_all[:len(idx)].copy() if junk else f_all
             if shifted:
-                off = np.where(np.isin(np.arange(len(idx)), junk)[:, None], 0.0,
-                               self._offsets[idx])
+                off = self._offsets[idx]
                 ky, kx = np.fft.fftfreq(L), np.fft.rfftfreq(L)
                 f *= np.exp(-2j * np.pi * off[:, 1, None] * ky)[:, :, None].astype(f.dtype)
                 f *= np.exp(-2j * np.pi * off[:, 0, None] * kx)[:, None, :].astype(f.dtype)
@@ -390,6 +363,12 @@ class Simulation(ImageSource):
                 f *= _rfft_ctf(self._ctf, idx, L, self.pixel_size, f.real.dtype)
             img = sfft.irfft2(f, s=(L, L), workers=-1)
             out[start:start + len(idx)] = np.fft.fftshift(img, axes=(1, 2))
+            if junk:
+                use_ctf = ctf and self._ctf is not None
+                out[start + np.asarray(junk)] = _junk.compose_batch(
+                    self._junk, idx, junk, f_all, L, self._density,
+                    ctf=(lambda i, M: _rfft_ctf(self._ctf, [i], M, self.pixel_size,
+                                                np.float64)[0]) if use_ctf else None)
         return out
 
     def _slices(self, rot):
@@ -404,13 +383,8 @@ class Simulation(ImageSource):
     def save_ground_truth(self, path, *, overwrite=False):
         """Write the ground truth to an ``.npz`` file (atomically).
 
-        Arrays: ``rotations`` (n, 3, 3), ``viewing_directions`` (n, 3), ``in_plane_angles``
-        (n,) radians, ``euler_angles`` (n, 3) radians, ``offsets`` (n, 2) pixels,
-        ``defocus_u``, ``defocus_v``, ``defocus_angle`` (n,) (Angstrom, degrees; NaN without a
-        CTF), ``kind`` (n,) str, ``amplitudes`` (n,), ``background_offsets`` (n,),
-        ``background_gradients`` (n, 2), ``noise_psd`` (rings); scalars ``snr`` (NaN when
-        noise-free), ``noise_variance``, ``signal_variance``, ``noise``, ``contrast``, ``seed``,
-        ``L``, ``n``, ``pixel_size``, ``has_ctf``, ``volume`` (a description string).
+        The fields are listed in :func:`~classavg.sources._ground_truth.ground_truth_arrays`
+        (poses, CTF, ``kind`` per image, amplitudes, backgrounds, noise spectrum, SNR, ...).
 
         Parameters
         ----------
