@@ -15,11 +15,11 @@ from ..sources.simulation import STACK_NAME, simulate_dataset
 from .run import add_pipeline_arguments, dask_arguments
 
 
-#: Pixel size of the demo (Angstrom).  At 5 A (Nyquist 10 A) the 3000-image demo takes about
-#: the time the blob-model demo took (``make demo``: 58.6 s vs 66.5 s side by side on a loaded
-#: 2-core machine; 88 s at the map's own 3.1 A, whose detail needs 191 instead of 118 steerable
-#: PCA components).
-DEMO_PIXEL_SIZE = 5.0
+#: Pixel size of the demo (Angstrom): the 256 A box of the former blob-model demo at 64 px, with
+#: EMD-11007's 200 A map inside.  With the demo's SNR 0.2 the classification costs about what
+#: the blob demo did (11.1 s vs 10.1 s CPU; at the map's own 3.1 A and SNR 0.5 the detail needs
+#: 191 instead of 50 steerable-PCA components: 22.5 s).
+DEMO_PIXEL_SIZE = 4.0
 
 
 def add_parser(subparsers):
@@ -31,12 +31,12 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", default="demo_output", help="output folder")
     p.add_argument("--n", type=int, default=3000, help="number of particles (default 3000)")
     p.add_argument("--L", type=int, default=64, help="image size in pixels (default 64)")
-    p.add_argument("--snr", type=float, default=0.5, help="signal-to-noise ratio (default 0.5)")
+    p.add_argument("--snr", type=float, default=0.2, help="signal-to-noise ratio (default 0.2)")
     p.add_argument("--molecule", default="emd-11007", choices=available_molecules(),
                    help="shipped molecule to simulate (default emd-11007)")
     p.add_argument("--pixel-size", type=float, default=DEMO_PIXEL_SIZE, metavar="A",
                    help=f"pixel size in Angstrom (default {DEMO_PIXEL_SIZE:g}: EMD-11007's "
-                        "200 A box inside the 320 A image at 64 px)")
+                        "200 A box inside the 256 A image at 64 px)")
     add_pipeline_arguments(p)
     p.set_defaults(n_classes=100)
     return p
@@ -60,7 +60,7 @@ def run(args):
         **dask_arguments(args),
         record={"input_star": str(star), "preprocessing": steps, "demo": True,
                 "simulation": {"n": args.n, "L": args.L, "snr": args.snr, "ctf": True,
-                               "molecule": args.molecule},
+                               "molecule": args.molecule, "pixel_size": args.pixel_size},
                 "command": " ".join(sys.argv)})
     print(f"class averages: {paths['class_averages.mrcs']}")
     if "report.html" in paths:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .._errors import ParameterError
 
-__all__ = ["Molecule", "MOLECULES", "available_molecules", "molecule_path", "get_molecule"]
+__all__ = ["Molecule", "MOLECULES", "available_molecules", "molecule_path", "get_molecule",
+           "is_molecule_name"]
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,8 @@ class Simulation(ImageSource):
         The molecule: an analytic blob volume (closed-form projections; default
         :func:`~classavg.sources.volume.default_volume`), a voxel array indexed ``[z, y, x]``
         with its centre at voxel ``L0 // 2`` (Fourier-cropped or padded to ``L^3``: the image
-        covers its box), the name of a shipped molecule (``"emd-11007"``, ``"emd-3488"``,
+        covers its box), the name of a shipped molecule (``"emd-11007"``, ``"emd-3488"``; a name
+        wins over a file of that name;
         :mod:`~classavg.sources.molecules`) or the path of an MRC map (voxel size from the
         header; resampled to ``pixel_size`` when given, module docstring).
     snr : float, optional
