@@ -197,6 +197,7 @@ def test_info_reads_every_format(project, cs_file, capsys, kind):
 
 def test_demo_checks_angstrom_options_before_simulating(tmp_path, capsys, no_classification):
     out = tmp_path / "demo"
-    _refused(capsys, ["demo", "-o", str(out), "--n", "50", "--L", "32", "--lowpass", "10"],
-             "--lowpass", "Nyquist", "16 A")
+    # the demo's pixel size is 4 A (cli/demo.py DEMO_PIXEL_SIZE): Nyquist is 8 A
+    _refused(capsys, ["demo", "-o", str(out), "--n", "50", "--L", "32", "--lowpass", "6"],
+             "--lowpass", "Nyquist", "8 A")
     assert not (out / "data").exists()

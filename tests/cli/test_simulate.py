@@ -59,3 +59,42 @@ def test_simulate_reports_bad_arguments(tmp_path, capsys):
     assert main(["simulate", "-o", str(tmp_path / "y"), "--n", "4", "--L", "16",
                  "--volume", str(tmp_path / "missing.mrc")]) == 2
     assert "missing.mrc" in capsys.readouterr().err
+
+
+def test_simulate_a_shipped_molecule_with_coloured_noise_corruptions_and_junk(tmp_path, capsys):
+    out = tmp_path / "sim"
+    psd = tmp_path / "psd.txt"
+    np.savetxt(psd, np.stack([np.linspace(0, 0.75, 8), np.linspace(3, 1, 8)], 1))
+    base = ["--no-progress", "simulate", "-o", str(out), "--n", "20", "--L", "32",
+            "--molecule", "emd-3488", "--pixel-size", "3.0", "--snr", "0.2", "--ctf",
+            "--amplitude-spread", "0.2", "--background-offset", "0.3",
+            "--background-gradient", "0.5", "--contrast", "dark", "--seed", "2",
+            "--junk", "0.5", "--junk-kinds", "empty_ice=1,off_centre=1"]
+    assert main(base + ["--noise", "ice", "--ice-psd", "3", "0.05"]) == 0
+    assert "10 junk" in capsys.readouterr().out
+    gt = load_ground_truth(out / "ground_truth.npz")
+    assert gt["volume"] == "emd-3488" and gt["pixel_size"] == pytest.approx(3.0)
+    assert gt["contrast"] == "dark" and gt["noise"] == "ice(amplitude=3, k0=0.05)"
+    assert sorted(set(gt["kind"])) == ["empty_ice", "off_centre", "particle"]
+    assert main(base + ["--noise", str(psd), "--overwrite"]) == 0
+    sim = Simulation(32, 20, volume="emd-3488", pixel_size=3.0, snr=0.2, ctf=True,
+                     amplitude_spread=0.2, background_offset=0.3, background_gradient=0.5,
+                     contrast="dark", seed=2, junk=0.5,
+                     junk_kinds={"empty_ice": 1, "off_centre": 1}, noise=psd)
+    from classavg.io.relion import RelionSource
+    np.testing.assert_allclose(RelionSource(out / "particles.star").images[:], sim.images[:],
+                               atol=1e-5 * np.abs(sim.images[:]).max())
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--molecule", "emd-0"], "molecule must be one of"),
+    (["--junk", "2"], "junk must be a fraction"),
+    (["--junk", "0.2", "--junk-kinds", "dust=1"], "unknown kind"),
+    (["--junk", "0.2", "--junk-kinds", "empty_ice=x"], "KIND=WEIGHT"),
+    (["--noise", "nofile.txt"], "does not exist"),
+    (["--ice-psd", "2", "0.1"], "needs --noise ice")])
+def test_simulate_refuses_bad_realism_options(tmp_path, capsys, extra, match):
+    out = tmp_path / "x"
+    assert main(["simulate", "-o", str(out), "--n", "4", "--L", "16"] + extra) == 2
+    assert match in capsys.readouterr().err
+    assert not (out / "particles.star").exists()

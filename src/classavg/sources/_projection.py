@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.fft
 
-from .._validation import check_int
+from .._validation import check_float, check_int
+from .ctf import evaluate_ctf
+from .molecules import get_molecule, is_molecule_name, molecule_path
 from .volume import GaussianBlobVolume, default_volume, load_volume
 
 __all__ = ["euler_zyz"]
@@ -99,22 +101,52 @@ def _resample_volume(vol, L):
     return vol * (L / L0) ** 3
 
 
-def _prepare_volume(volume, L, projection):
+def _center_crop(vol, L):
+    """The central ``L^3`` voxels of a cubic map (centre voxel ``L0 // 2`` kept at ``L // 2``)."""
+    L0 = vol.shape[0]
+    if L0 <= L:
+        return vol
+    lo = L0 // 2 - L // 2
+    return vol[lo:lo + L, lo:lo + L, lo:lo + L]
+
+
+def _map_to_grid(arr, voxel_size, L, pixel_size):
+    """Resample a map of voxel size ``voxel_size`` for images of ``L`` pixels of ``pixel_size``.
+
+    The map is Fourier-cropped to ``L1 = ceil(L0 * voxel_size / pixel_size)`` voxels (never
+    padded: ``L1 <= L0``), so its new voxel ``v1 = L0 * voxel_size / L1 <= pixel_size`` keeps
+    every frequency the images hold, then centre-cropped to at most ``L`` voxels (density outside
+    the image box would wrap around).  The NUFFT then samples it at frequencies scaled by
+    ``scale = v1 / pixel_size`` (cycles per voxel per cycle per pixel), zero beyond the voxel
+    Nyquist (a Fourier pad when ``pixel_size < voxel_size``).  Returns ``(voxels, scale)``.
+    """
+    L0 = arr.shape[0]
+    L1 = min(L0, int(np.ceil(L0 * voxel_size / pixel_size - 1e-6)))
+    v1 = L0 * voxel_size / L1
+    return _center_crop(_resample_volume(arr, L1), L), v1 / pixel_size
+
+
+def _prepare_volume(volume, L, projection, pixel_size=None):
     """Resolve the ``volume`` argument of :class:`~classavg.sources.simulation.Simulation`.
 
-    Returns ``(blobs, voxels, name, voxel_size)``: the analytic volume (or None), the
-    contiguous float64 ``(L, L, L)`` voxel array to NUFFT (or None), a description for the
-    ground truth, and the image pixel size implied by an MRC header (or None).
+    Returns ``(blobs, voxels, name, pixel_size, scale)``: the analytic volume (or None), the
+    contiguous float64 voxel array to NUFFT (or None), a description for the ground truth, the
+    image pixel size (``pixel_size`` when given; else the MRC voxel size times ``L0 / L``, the
+    image covering the map's box; else None) and the NUFFT frequency scale (1 unless a map with
+    a voxel size is resampled to a given ``pixel_size``, see :func:`_map_to_grid`).
     """
     voxel_size, name = None, None
     if volume is None:
         volume = default_volume()
-    if isinstance(volume, (str, os.PathLike)):
+    if is_molecule_name(volume):
+        name = get_molecule(volume).name
+        volume, voxel_size = load_volume(molecule_path(volume), with_voxel_size=True)
+    elif isinstance(volume, (str, os.PathLike)):
         name = os.fspath(volume)
         volume, voxel_size = load_volume(volume, with_voxel_size=True)
     if isinstance(volume, GaussianBlobVolume):
         voxels = np.ascontiguousarray(volume.to_array(L)) if projection == "nufft" else None
-        return volume, voxels, name or "GaussianBlobVolume", None
+        return volume, voxels, name or "GaussianBlobVolume", pixel_size, 1.0
     if projection == "analytic":
         raise ValueError("projection must be 'auto' or 'nufft' for a voxel volume, got "
                          "'analytic'")
@@ -126,9 +158,14 @@ def _prepare_volume(volume, L, projection):
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError("volume holds NaN or Inf voxels; expected finite values")
-    if voxel_size is not None:
-        voxel_size *= arr.shape[0] / L          # the image covers the map's whole box
-    return None, np.ascontiguousarray(_resample_volume(arr, L)), name or "array", voxel_size
+    scale = 1.0
+    if voxel_size is not None and pixel_size is not None:
+        arr, scale = _map_to_grid(arr, voxel_size, L, pixel_size)
+    else:
+        if voxel_size is not None:
+            pixel_size = voxel_size * arr.shape[0] / L     # the image covers the map's box
+        arr = _resample_volume(arr, L)
+    return None, np.ascontiguousarray(arr), name or "array", pixel_size, scale
 
 
 def _ctf_table(ctf, n, n_defocus_groups, defocus_range, seed):
@@ -186,11 +223,13 @@ def _ctf_table(ctf, n, n_defocus_groups, defocus_range, seed):
     return params
 
 
-def _nufft_slices(vol, rotations, eps, cdtype):
-    """Central slices ``V(kx R[:, 0] + ky R[:, 1])`` of the DFT of a voxel array (finufft).
+def _nufft_slices(vol, rotations, eps, cdtype, L=None, scale=1.0):
+    """Central slices ``s^3 V(s (kx R[:, 0] + ky R[:, 1]))`` of the DFT of a voxel array.
 
     ``V(w) = sum_p vol[p] exp(-2 pi i w . p)`` with ``p`` the centred voxel coordinates, at the
-    rfft grid ``ky = fftfreq(L)``, ``kx = rfftfreq(L)``, for ``|k| <= 1/2`` (zero outside).
+    rfft grid ``ky = fftfreq(L)``, ``kx = rfftfreq(L)`` of ``L``-pixel images (default the
+    volume size), for ``|k| <= 1/2`` and ``s |k| <= 1/2`` (zero outside), ``s = scale`` the
+    voxel size over the pixel size (finufft).
     All images of the batch share one type-2 plan and one point set.
 
     Parameters
@@ -209,10 +248,10 @@ def _nufft_slices(vol, rotations, eps, cdtype):
     """
     import finufft
 
-    L = vol.shape[0]
+    L = vol.shape[0] if L is None else L
     ky, kx = np.meshgrid(np.fft.fftfreq(L), np.fft.rfftfreq(L), indexing="ij")
-    inside = ky * ky + kx * kx <= 0.25
-    kxs, kys = kx[inside], ky[inside]
+    inside = ky * ky + kx * kx <= 0.25 / max(1.0, scale) ** 2
+    kxs, kys = kx[inside] * scale, ky[inside] * scale
     # 3D frequencies (x, y, z) in radians per voxel: (k, P, 3).
     w = 2.0 * np.pi * (kxs[None, :, None] * rotations[:, None, :, 0]
                        + kys[None, :, None] * rotations[:, None, :, 1])
@@ -222,6 +261,64 @@ def _nufft_slices(vol, rotations, eps, cdtype):
     plan = finufft.Plan(2, vol.shape, eps=eps, isign=-1, dtype=np.dtype(cdtype).name)
     plan.setpts(*pts)
     vals = plan.execute(vol.astype(cdtype))
+    if scale != 1.0:
+        vals *= scale ** 3
     out = np.zeros((rotations.shape[0],) + inside.shape, dtype=cdtype)
     out[:, inside] = vals.reshape(rotations.shape[0], -1)
     return out
+
+
+def _draw_poses(n, seed, rotations, offsets, max_shift):
+    """Validated rotations (n, 3, 3) and offsets (n, 2) (pixels), drawn when None."""
+    if rotations is None:
+        rot = _uniform_rotations(n, seed)
+    else:
+        rot = np.array(rotations, dtype=np.float64)
+        if rot.shape != (n, 3, 3):
+            raise ValueError(f"rotations must have shape ({n}, 3, 3), got shape {rot.shape}")
+        err = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max(initial=0.0)
+        if not np.isfinite(err) or err > 1e-6 or np.any(np.linalg.det(rot) < 0):
+            raise ValueError("rotations must be proper rotation matrices (orthonormal, "
+                             f"det +1), got a deviation from orthonormality of {err:.3g}")
+    if offsets is None:
+        max_shift = check_float("max_shift", max_shift, min=0.0)
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAM_OFFSETS,)))
+        u = rng.random((n, 2))
+        r = max_shift * np.sqrt(u[:, 0])
+        off = np.stack([r * np.cos(2 * np.pi * u[:, 1]), r * np.sin(2 * np.pi * u[:, 1])], 1)
+    else:
+        off = np.array(offsets, dtype=np.float64)
+        if off.shape != (n, 2):
+            raise ValueError(f"offsets must have shape ({n}, 2), got shape {off.shape}")
+        if not np.all(np.isfinite(off)):
+            raise ValueError("offsets must be finite (pixels)")
+    return rot, off
+
+
+def _rfft_ctf(table, idx, L, pixel_size, real_dtype):
+    """CTFs of images ``idx`` in the rfft layout, (k, L, L // 2 + 1), one evaluation per
+    distinct parameter set (``table``: the :func:`_ctf_table` dict)."""
+    keys = list(table)
+    rows = np.stack([table[k][idx] for k in keys], axis=1)
+    uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    full = evaluate_ctf(L, pixel_size, **dict(zip(keys, uniq.T)))
+    full = np.fft.ifftshift(full, axes=(1, 2))          # zero frequency at [0, 0]
+    half = full[:, :, :L // 2 + 1].copy()
+    if L % 2 == 0:
+        # rfft column L/2 is kx = +1/2; the full grid holds kx = -1/2, and CTF(k) = CTF(-k).
+        half[:, :, L // 2] = full[:, (-np.arange(L)) % L, L // 2]
+    return half[inverse.reshape(-1)].astype(real_dtype, copy=False)
+
+
+def _relion_metadata(euler, off, pixel_size, ctf):
+    """RELION columns of a simulation: angles (degrees), origins (Angstrom) and CTF."""
+    md = pd.DataFrame({
+        "rlnAngleRot": np.rad2deg(euler[:, 0]),
+        "rlnAngleTilt": np.rad2deg(euler[:, 1]),
+        "rlnAnglePsi": np.rad2deg(euler[:, 2]),
+        "rlnOriginXAngst": -off[:, 0] * pixel_size,
+        "rlnOriginYAngst": -off[:, 1] * pixel_size,
+    })
+    for key, values in (ctf or {}).items():
+        md[_CTF_FIELDS[key][0]] = values
+    return md
