@@ -101,7 +101,8 @@ def test_run_classavg_on_a_cluster(tmp_path, client):
     rec = json.loads(paths2["run.json"].read_text())
     assert rec["execution"]["backend"] == "dask" and rec["execution"]["workers"] == 2
     assert json.loads(paths["run.json"].read_text())["execution"] == {"backend": "process",
-                                                                   "device": "cpu"}
+                                                                   "device": "cpu",
+                                                                   "threads": None}
 
 
 def test_dask_options_are_validated(tmp_path, data):

@@ -27,7 +27,8 @@ def _simulated_classes(n_classes, m, snr, seed, radius=2.0, L=64):
     """Classes of one viewing direction each (half the members seen from the opposite side,
     i.e. mirrored), random in-plane angles and offsets in the disk of ``radius`` (reference
     offset 0): the images, the table, the true mirror flags and the clean references."""
-    from classavg.sources.simulation import Simulation, _uniform_rotations
+    from classavg.sources._projection import _uniform_rotations
+    from classavg.sources.simulation import Simulation
 
     rng = np.random.default_rng(seed)
     R = _uniform_rotations(n_classes, seed)

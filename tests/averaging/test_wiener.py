@@ -30,7 +30,8 @@ from classavg.classification.ctf_correction import is_phase_flipped
 from classavg.metrics import class_average_fidelity, class_true_alignment
 from classavg.sources import ArrayImageSource, resolve_chain
 from classavg.sources.ctf import evaluate_ctf
-from classavg.sources.simulation import Simulation, _uniform_rotations
+from classavg.sources._projection import _uniform_rotations
+from classavg.sources.simulation import Simulation
 
 
 class TrueAligner(AligningAverager2D):
