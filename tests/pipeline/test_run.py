@@ -12,6 +12,7 @@ import starfile
 from classavg.cli.main import main
 from classavg.io import OutputError, RelionSource
 from classavg.pipeline import list_presets, read_class_table, run_classavg
+from classavg.pipeline.outputs import PARTICLE_LABELS
 from classavg.sources import resolve_chain
 
 
@@ -84,7 +85,10 @@ def test_particles_star_partition(finished_run):
     blocks = starfile.read(out / "particles.star", always_dict=True)
     assert set(blocks) == {"optics", "particles"}
     parts = blocks["particles"]
-    assert all(c.startswith("rln") for c in parts.columns)
+    # RELION labels and, with the junk rejection of the default preset, classavg's documented
+    # scores (RELION keeps unknown labels: test_relion_contract.py)
+    assert all(c.startswith("rln") or c in PARTICLE_LABELS for c in parts.columns)
+    assert set(PARTICLE_LABELS) <= set(parts.columns)
     assert len(parts) == 300
     ranks = parts["rlnClassNumber"].to_numpy()
     assert ranks.min() >= 0 and ranks.max() <= 2 * cas.n

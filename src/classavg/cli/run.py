@@ -26,7 +26,8 @@ def add_parser(subparsers):
         "run", help="classify, select and average the particles of a STAR, .cs or MRC file",
         description="Classify, select and average particles; writes class_averages.mrcs, "
                     "class_averages_mirrored.mrcs, class_averages.star, classes.star, "
-                    "class_table.npz, particles.star, run.json and report.html. "
+                    "class_table.npz, particles.star (with selected_particles.star and "
+                    "rejected_particles.star when junk is rejected), run.json and report.html. "
                     f"Particle files: {_FORMATS} (by suffix). Class numbers are 1-based.")
     p.add_argument("particles", help="RELION particle STAR file (3.0 or 3.1+), cryoSPARC "
                                      "particle file (.cs) or MRC stack (.mrcs/.mrc)")
@@ -83,6 +84,15 @@ def add_pipeline_arguments(p, *, n_classes=None):
                    help="where the classification kernels and the averager's alignment "
                         "search run (cuda: NVIDIA GPU, needs pip install 'classavg[gpu]'; "
                         "default: cpu)")
+    p.add_argument("--no-junk-rejection", action="store_true",
+                   help="keep every particle and class: no scores, no selected/rejected "
+                        "particle files (default: reject junk when the preset does, 1.4.0+)")
+    p.add_argument("--min-fit-score", type=float, default=None, metavar="Z",
+                   help="reject particles whose fit to their class model is below Z noise "
+                        "SDs (default: found per data set by a two-component mixture)")
+    p.add_argument("--max-extra-density", type=float, default=None, metavar="Z",
+                   help="reject particles with unexplained density away from the centre "
+                        "above Z noise SDs (default: median + 4 robust SDs of the data set)")
     dask = p.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run on the Dask cluster of this scheduler (tcp://host:8786); "
@@ -111,6 +121,17 @@ def add_length_arguments(p):
                    help="resolution in Angstrom beyond which the classification ignores the "
                         "images (band limit 2 x pixel size / A; default: the preset's, "
                         "4 working pixels)")
+
+
+def junk_arguments(args):
+    """The ``run_classavg`` keywords of the junk options."""
+    opts = {}
+    if args.min_fit_score is not None:
+        opts["min_fit"] = args.min_fit_score
+    if args.max_extra_density is not None:
+        opts["max_extra"] = args.max_extra_density
+    return {"junk_rejection": False if args.no_junk_rejection else None,
+            "junk_options": opts or None}
 
 
 def dask_arguments(args):
@@ -160,14 +181,15 @@ def run(args):
     _, paths = run_classavg(
         src, args.output, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,
         seed=args.seed, overwrite=args.overwrite, report=not args.no_report,
-        batch_size=args.batch_size, **dask_arguments(args),
+        batch_size=args.batch_size, **dask_arguments(args), **junk_arguments(args),
         classifier_options=units["classifier_options"],
         averager_options=units["averager_options"],
         record={"input_star": str(args.particles), "input_file": str(args.particles),
                 "input_format": PARTICLE_FORMATS[particle_format(args.particles)],
                 "preprocessing": steps, "units": units["record"],
                 "command": " ".join(sys.argv)})
-    for name in ("class_averages.mrcs", "particles.star", "report.html"):
+    for name in ("class_averages.mrcs", "particles.star", "selected_particles.star",
+                 "report.html"):
         if name in paths:
             print(f"{name:>20}: {paths[name]}")
     return 0

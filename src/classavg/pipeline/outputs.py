@@ -67,12 +67,19 @@ from ._quality import class_resolution
 from ._relion import (averages_optics, partition_members, project_image_names, project_path,
                       relion_poses, translations_after_mirror)
 
-__all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES"]
+__all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NAMES",
+           "PARTICLE_LABELS"]
 
 #: Every file a run may write into its output folder (``run.json`` last).
 OUTPUT_NAMES = ("class_averages.mrcs", "class_averages_mirrored.mrcs", "class_averages.star",
-                "classes.star",
-                "class_table.npz", "particles.star", "report.html", "run.json")
+                "classes.star", "class_table.npz", "particles.star",
+                "selected_particles.star", "rejected_particles.star", "report.html", "run.json")
+
+#: classavg labels of particles.star with junk rejection (:mod:`classavg.selection.junk`)
+#: -> score; ``_classavgKept`` (1/0) is the decision.
+_PARTICLE_SCORES = {"classavgFitScore": "fit", "classavgBlobScore": "blob",
+                    "classavgAmplitude": "amplitude", "classavgExtraDensity": "extra"}
+PARTICLE_LABELS = tuple(_PARTICLE_SCORES) + ("classavgKept",)
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +157,7 @@ def _particles_table(src, number, psi, origin, project_dir):
 
 
 def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_size=256,
-                  project_dir=None):
+                  project_dir=None, junk=None):
     """Write every output of a :class:`ClassAvgSource` into ``out_dir``.
 
     Parameters
@@ -167,6 +174,11 @@ def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_s
         The RELION project directory the STAR files' stack paths are relative to (default:
         the input's ``data_dir``, else the current working directory); recorded in
         ``run.json`` as ``project_dir``.
+    junk : dict, optional
+        Reject junk with these :class:`~classavg.selection.junk.JunkRejector` options
+        (``{}``: the defaults): per-particle scores, kept/rejected classes (rejected ranked
+        last), ``selected_particles.star`` and ``rejected_particles.star``.  None (default):
+        no rejection, every class kept.
 
     Returns
     -------
@@ -181,7 +193,7 @@ def write_outputs(cas, out_dir, *, record, overwrite=False, report=True, batch_s
     with sigterm_exits(), os_errors_name(out):
         stage = make_stage(out)
         try:
-            paths = _write_all(cas, stage, record, report, batch_size, project)
+            paths = _write_all(cas, stage, record, report, batch_size, project, junk)
             _list_outputs(paths)
             # the old run goes first, its marker first: nothing of it stays beside the new one
             remove_previous_outputs(out, set(paths), OUTPUT_NAMES)
@@ -216,21 +228,45 @@ def _project_dir(src, project_dir):
     return project_dir
 
 
-def _write_averages(cas, stage, batch_size):
-    """The two stacks: the averages (computed lazily, batch by batch) and their mirrors."""
+def _write_averages(cas, stage, batch_size, junk):
+    """The two stacks (the averages, computed lazily batch by batch, and their mirrors) and
+    the alignment; with ``junk`` options, the junk decision first and the classes re-ranked
+    (kept first; :mod:`classavg.pipeline._junk`).  Returns ``(paths, alignment, junk)``
+    with ``junk`` None or ``(scores, decision, record)`` in the new order."""
     import mrcfile
 
     direct = stage / "class_averages.mrcs"
-    write_stack(direct, cas.iter_batches(batch_size), n=cas.n, L=cas.L,
+    first = stage / "_unranked.mrcs" if junk is not None else direct
+    write_stack(first, cas.iter_batches(batch_size), n=cas.n, L=cas.L,
                 pixel_size=cas.pixel_size, desc="writing class_averages.mrcs")
-    with mrcfile.mmap(direct, mode="r") as mrc:
+    rot, sh, sc = cas.alignment()
+    result, order = None, np.arange(cas.n)
+    with mrcfile.mmap(first, mode="r") as mrc:
         data = mrc.data
+        if junk is not None:
+            from ._junk import reject_junk
+
+            rank = particle_partition(cas, rot, sh)[0]
+            scores, decision, order, rec = reject_junk(cas, data, rot, sh, rank - 1, junk,
+                                                       batch_size=max(batch_size, 1024))
+            decision.class_kept = decision.class_kept[order]
+            decision.class_kept_fraction = decision.class_kept_fraction[order]
+            cas.rank_classes(order)
+            rot, sh, sc = rot[order], sh[order], sc[order]
+            result = (scores, decision, rec)
+            write_stack(direct, ((np.arange(a, min(a + batch_size, cas.n)),
+                                  np.asarray(data[order[a:a + batch_size]]))
+                                 for a in range(0, cas.n, batch_size)),
+                        n=cas.n, L=cas.L, pixel_size=cas.pixel_size,
+                        desc="ranking class_averages.mrcs")
         batches = ((np.arange(a, min(a + batch_size, cas.n)),
-                    mirror_images(np.asarray(data[a:a + batch_size])))
+                    mirror_images(np.asarray(data[order[a:a + batch_size]])))
                    for a in range(0, cas.n, batch_size))
         write_stack(stage / "class_averages_mirrored.mrcs", batches, n=cas.n, L=cas.L,
                     pixel_size=cas.pixel_size, desc="writing class_averages_mirrored.mrcs")
-    return direct, stage / "class_averages_mirrored.mrcs"
+    if first != direct:
+        first.unlink()
+    return (direct, stage / "class_averages_mirrored.mrcs"), (rot, sh, sc), result
 
 
 def _averages_star(cas, number, project, out, names):
@@ -275,7 +311,7 @@ def _classes_table(cas, number):
     })
 
 
-def _write_all(cas, stage, record, report, batch_size, project):
+def _write_all(cas, stage, record, report, batch_size, project, junk):
     import time
 
     t0 = time.perf_counter()
@@ -287,9 +323,9 @@ def _write_all(cas, stage, record, report, batch_size, project):
     out = stage.parent.absolute()
     # Averages: computed lazily in batches while the stack is written (the alignments of
     # the selected classes are collected on the way, so they are not computed twice).
-    paths["class_averages.mrcs"], paths["class_averages_mirrored.mrcs"] = _write_averages(
-        cas, stage, batch_size)
-    rot, sh, sc = cas.alignment()
+    (paths["class_averages.mrcs"], paths["class_averages_mirrored.mrcs"]), (rot, sh, sc), \
+        junk_result = _write_averages(cas, stage, batch_size, junk)
+    sel = cas.selection_indices                       # the final ranking
     rank, prot, pshift, pmirror = particle_partition(cas, rot, sh)
     # Centring translated the images before the alignment: add it (in the averagers' frame).
     translations = resolve_chain(src).translations()
@@ -304,6 +340,8 @@ def _write_all(cas, stage, record, report, batch_size, project):
     paths["class_averages.star"] = stage / "class_averages.star"
     classes = _classes_table(cas, number)
     classes["classavgResolutionAngst"] = resolution
+    if junk_result is not None:
+        _add_junk_columns(classes, rank, *junk_result[:2])
     starfile.write({"classes": classes}, stage / "classes.star")
     paths["classes.star"] = stage / "classes.star"
 
@@ -311,13 +349,17 @@ def _write_all(cas, stage, record, report, batch_size, project):
                         class_refl=cas.class_refl, class_distances=cas.class_distances,
                         selection_indices=sel, rotations=rot, shifts=sh, scores=sc,
                         particle_class_rank=rank, particle_class_number=number,
-                        particle_translations=translations)
+                        particle_translations=translations,
+                        **_junk_arrays(junk_result))
     paths["class_table.npz"] = stage / "class_table.npz"
 
     if names is not None:
-        starfile.write(_particles_table(src, number, psi, origin, project),
-                       stage / "particles.star")
-        paths["particles.star"] = stage / "particles.star"
+        table = _particles_table(src, number, psi, origin, project)
+        if junk_result is None:
+            starfile.write(table, stage / "particles.star")
+            paths["particles.star"] = stage / "particles.star"
+        else:
+            paths.update(_write_junk_particles(table, stage, *junk_result[:2]))
     cas.timings["writing"] = time.perf_counter() - t0
 
     if report:
@@ -338,6 +380,7 @@ def _write_all(cas, stage, record, report, batch_size, project):
                          ranks=np.arange(1, K + 1),
                          class_distances=cas.class_distances, metadata=full,
                          resolutions=resolution,
+                         kept=(None if junk_result is None else junk_result[1].class_kept),
                          pixel_size=src.pixel_size,
                          title=f"classavg: {K} class averages")
         paths["report.html"] = stage / "report.html"
@@ -350,9 +393,48 @@ def _write_all(cas, stage, record, report, batch_size, project):
     rec["n_assigned_particles"] = int((rank > 0).sum())
     rec["n_assigned_mirrored"] = int((number > K).sum())
     rec["project_dir"] = str(project)
+    if junk_result is not None:
+        rec["junk_rejection"] = junk_result[2]
     with open(stage / "run.json", "w") as f:
         json.dump(rec, f, indent=2, default=_json_default)
     paths["run.json"] = stage / "run.json"
+    return paths
+
+
+def _add_junk_columns(classes, rank, scores, decision):
+    """classes.star: the decision per class and the medians of its assigned particles."""
+    K = len(classes)
+    classes["classavgKept"] = decision.class_kept.astype(np.int64)
+    classes["classavgKeptFraction"] = decision.class_kept_fraction
+    for label, key in (("classavgMedianFitScore", "fit"),
+                       ("classavgMedianExtraDensity", "extra")):
+        v = pd.Series(scores[key]).groupby(rank).median()
+        classes[label] = v.reindex(np.arange(1, K + 1)).to_numpy()
+
+
+def _junk_arrays(result):
+    if result is None:
+        return {}
+    scores, decision, _ = result
+    return {"particle_kept": decision.particle_kept, "class_kept": decision.class_kept,
+            **{f"particle_{k}_score": v for k, v in scores.items()}}
+
+
+def _write_junk_particles(table, stage, scores, decision):
+    """particles.star (every particle) with the scores and the decision, and its two parts:
+    selected_particles.star (kept) and rejected_particles.star."""
+    parts = table["particles"].copy()
+    for label, key in _PARTICLE_SCORES.items():
+        parts[label] = scores[key]
+    parts["classavgKept"] = decision.particle_kept.astype(np.int64)
+    paths = {}
+    for name, rows in (("particles.star", slice(None)),
+                       ("selected_particles.star", decision.particle_kept),
+                       ("rejected_particles.star", ~decision.particle_kept)):
+        out = dict(table)
+        out["particles"] = parts[rows].reset_index(drop=True)
+        starfile.write(out, stage / name)
+        paths[name] = stage / name
     return paths
 
 

@@ -63,6 +63,7 @@ class Preset:
     averager_options: dict = field(default_factory=dict)
     whiten: dict | None = None
     center: dict | None = None
+    junk: dict | None = None
 
     def __post_init__(self):
         for label, cls, base in (("selector", self.selector, ClassSelector),
@@ -83,7 +84,8 @@ class Preset:
                 "selector_options": sel_opts, "averager": self.averager.__name__,
                 "averager_options": dict(self.averager_options),
                 "whiten": None if self.whiten is None else dict(self.whiten),
-                "center": None if self.center is None else dict(self.center)}
+                "center": None if self.center is None else dict(self.center),
+                "junk": None if self.junk is None else dict(self.junk)}
 
 
 _PRESET_LIST = [
@@ -130,6 +132,14 @@ _PRESET_LIST = [
            averager=BFSRAverager2D,
            averager_options=dict(radius="L//32", ctf_correction="wiener"),
            center={}),
+    Preset("1.4.0", "classavg 1.4.0: as 1.3.0, with automatic junk rejection (each particle "
+           "scored against its class model: classavg.selection.junk; rejected classes ranked "
+           "last, selected_particles.star / rejected_particles.star)",
+           classifier=dict(n_nbor=50, rerank=True, refine="vdm"),
+           selector=DistanceWithRepulsionClassSelector,
+           averager=BFSRAverager2D,
+           averager_options=dict(radius="L//32", ctf_correction="wiener"),
+           center={}, junk={}),
 ]
 
 #: All presets by name, oldest first; the last one is the default.

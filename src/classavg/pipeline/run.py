@@ -74,7 +74,8 @@ def prepare_source(src, *, phase_flip=False, downsample=None, normalize=True,
 def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed=0,
                  overwrite=False, report=True, record=None, batch_size=1024, client=None,
                  scheduler=None, dask_local=None, device="cpu", classifier_options=None,
-                 averager_options=None, threads=None, project_dir=None):
+                 averager_options=None, threads=None, project_dir=None, junk_rejection=None,
+                 junk_options=None):
     """Classify, select and average ``src`` with a preset and write every output.
 
     Parameters
@@ -117,6 +118,12 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
     project_dir : path, optional
         RELION project directory that the output STAR files' stack paths are relative to
         (default: the input's ``data_dir``, else the working directory).
+    junk_rejection : bool, optional
+        Score the particles and reject junk (:mod:`classavg.selection.junk`); default: as
+        the preset (``Preset.junk``; on from 1.4.0).
+    junk_options : dict, optional
+        :class:`~classavg.selection.junk.JunkRejector` options replacing the preset's
+        (``min_fit``, ``max_extra``, ``extra_mads``, ``class_fraction``, ``max_rejected``).
 
     Returns
     -------
@@ -149,17 +156,35 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
                                 client=client, device=device,
                                 classifier_options=classifier_options,
                                 averager_options=averager_options, threads=threads,
-                                project_dir=project_dir)
+                                project_dir=project_dir, junk_rejection=junk_rejection,
+                                junk_options=junk_options)
+    junk = _junk_options(cfg, junk_rejection, junk_options)
     with limit_threads(threads):
         return _run(src, out_dir, cfg, n_nbor=n_nbor, n_classes=n_classes, seed=seed,
                     overwrite=overwrite, report=report, record=record, batch_size=batch_size,
                     client=client, device=device, classifier_options=classifier_options,
                     averager_options=averager_options, threads=threads,
-                    project_dir=project_dir)
+                    project_dir=project_dir, junk=junk)
+
+
+def _junk_options(cfg, enabled, options):
+    """The JunkRejector options of a run (None: no rejection), checked before computing."""
+    from ..selection.junk import JunkRejector
+
+    if enabled is None:
+        enabled = cfg.junk is not None or options is not None
+    if not enabled:
+        return None
+    opts = {**(cfg.junk or {}), **(options or {})}
+    try:
+        JunkRejector(**opts)
+    except TypeError as exc:
+        raise ParameterError(f"junk_options: {exc}") from None
+    return opts
 
 
 def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, record, batch_size,
-         client, device, classifier_options, averager_options, threads, project_dir):
+         client, device, classifier_options, averager_options, threads, project_dir, junk):
     """:func:`run_classavg` after its checks, inside the thread limits."""
     started = _dt.datetime.now(_dt.timezone.utc)
     t0 = time.perf_counter()
@@ -179,7 +204,8 @@ def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, recor
                        "averager": type(cas.averager).__name__,
                        "image_stacker": type(cas.averager.image_stacker).__name__,
                        "classifier_options": dict(classifier_options or {}),
-                       "averager_options": dict(averager_options or {})},
+                       "averager_options": dict(averager_options or {}),
+                       "junk_rejection": junk},
         "seeds": {type(p).__name__: seed for p in (cas.classifier, cas.class_selector)
                   if get_tags(p).random},
         "input": {"n": src.n, "L": src.L, "pixel_size": src.pixel_size, "source": repr(src),
@@ -198,7 +224,7 @@ def _run(src, out_dir, cfg, *, n_nbor, n_classes, seed, overwrite, report, recor
         rec["parameters"]["refine"] = cas.classifier.refine
     rec.update(record or {})
     paths = write_outputs(cas, out_dir, record=rec, overwrite=overwrite, report=report,
-                          project_dir=project_dir)
+                          project_dir=project_dir, junk=junk)
     logger.info("class averaging finished in %.1f s", time.perf_counter() - t0)
     return cas, {k: Path(v) for k, v in paths.items()}
 

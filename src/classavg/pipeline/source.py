@@ -167,6 +167,21 @@ class ClassAvgSource(ImageSource):
             return None
         return np.stack([self._halves[int(c)] for c in ids])
 
+    def rank_classes(self, order):
+        """Put the selected classes in a new order (in place): ``selection_indices`` becomes
+        ``selection_indices[order]`` and the metadata rows follow, ranks renumbered 1..K.
+
+        Averages, halves and alignments are kept per class id, so nothing is recomputed;
+        the junk rejection (:mod:`classavg.pipeline._junk`) ranks rejected classes last.
+        """
+        order = np.asarray(order, dtype=np.int64)
+        if sorted(order.tolist()) != list(range(self.selection_indices.size)):
+            raise ValueError(f"order must be a permutation of 0..{self.selection_indices.size - 1}")
+        self.selection_indices = self.selection_indices[order]
+        md = self.metadata.iloc[order].reset_index(drop=True)
+        md["rank"] = np.arange(1, order.size + 1)
+        self._metadata = md
+
     def _store_alignment(self, result):
         if result is None:
             return

@@ -1,0 +1,184 @@
+"""Junk rejection in a run: score every particle against its class model, decide, rank.
+
+The numerics and the rules are in :mod:`classavg.selection.junk`; this module builds each
+particle's class model from the written averages and the alignments of a
+:class:`~classavg.pipeline.source.ClassAvgSource`, in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.fft as sfft
+
+from .._progress import progress
+from ..averaging._transform import mirror_images, rotate_images, shift_images
+from ..basis import FourierBesselBasis2D
+from ..selection.junk import (SCORE_NAMES, JunkRejector, _ring_average, particle_scores,
+                              whitening_filter)
+from ..sources.chain import resolve_chain
+from ..sources.ctf import evaluate_ctf
+from ..sources.whitening import estimate_noise_psd
+from ._relion import partition_members
+
+__all__ = ["scoring_assignment", "score_particles", "reject_junk"]
+
+logger = logging.getLogger(__name__)
+
+
+def scoring_assignment(members, distances):
+    """The class (row) and column each particle is scored in.
+
+    A class reference fits its own average better than an independent image would: every
+    member was aligned to it, so the average holds its noise ("Einstein from noise").  Each
+    particle is therefore scored in the nearest class that lists it as a *non-reference*
+    member, and only in its own class when no other lists it.
+
+    Parameters
+    ----------
+    members, distances : ndarray, shape (K, m)
+        Member indices (column 0: the reference) and feature distances of the selected
+        classes.
+
+    Returns
+    -------
+    row, col : ndarray of int, shape (n_particles,)
+        -1 where the particle is in no selected class.
+    """
+    n = int(members.max()) + 1 if members.size else 0
+    K, m = members.shape
+    numbers = np.arange(1, K + 1)
+    row, col = partition_members(members[:, 1:], distances[:, 1:], numbers, n)
+    col = np.where(row >= 0, col + 1, -1)
+    own_row, own_col = partition_members(members, distances, numbers, n)
+    none = row < 0
+    row[none], col[none] = own_row[none], own_col[none]
+    return row, col
+
+
+def _rfft_ctf(src, indices, flipped):
+    L = src.L
+    h = evaluate_ctf(L, src.pixel_size, **src.ctf_params(indices))
+    h = sfft.ifftshift(h, axes=(-2, -1))[..., :L // 2 + 1]
+    return np.abs(h) if flipped else h
+
+
+def _global_reference(averages, particle_class, batch_size):
+    """The ring average of the population-weighted mean class average, (L, L)."""
+    K = len(averages)
+    pop = np.bincount(particle_class[particle_class >= 0], minlength=K).astype(np.float64)
+    if pop.sum() == 0:
+        pop[:] = 1.0
+    total = 0.0
+    for a in range(0, K, batch_size):
+        total = total + np.tensordot(pop[a:a + batch_size],
+                                     np.asarray(averages[a:a + batch_size], np.float64), 1)
+    return _ring_average((total / pop.sum())[None])[0]
+
+
+def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_size=1024,
+                    n_estimate=2000, seed=0):
+    """:func:`~classavg.selection.junk.particle_scores` of every particle of ``cas.src``.
+
+    Parameters
+    ----------
+    cas : ClassAvgSource
+    averages : array_like, shape (K, L, L)
+        The class averages in selection order (e.g. a memory-mapped stack).
+    rotations, shifts : ndarray, shapes (K, m) and (K, m, 2)
+        ``cas.alignment()``.
+    particle_class : ndarray of int, shape (n_particles,)
+        The partition (0-based selection row, -1: none): weights of the symmetric reference.
+    batch_size : int, optional
+    n_estimate : int, optional
+        Images the noise spectrum is estimated from (a random subset).
+
+    Returns
+    -------
+    (dict, dict)
+        The scores (each (n_particles,), NaN for particles in no selected class) and a
+        record (the noise spectrum, what was applied).
+    """
+    src = cas.src
+    n, L = src.n, src.L
+    sel = cas.selection_indices
+    members, dist = cas.class_indices[sel], cas.class_distances[sel]
+    refl = cas.class_refl[sel]
+    row, col = scoring_assignment(members, dist)
+    if row.size < n:
+        row = np.concatenate([row, np.full(n - row.size, -1)])
+        col = np.concatenate([col, np.full(n - col.size, -1)])
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(n, size=min(n, n_estimate), replace=False))
+    psd = estimate_noise_psd(src.images[sub])
+    wf = whitening_filter(psd, L)
+    chain = resolve_chain(src)
+    use_ctf = (getattr(cas.averager, "ctf_correction", None) is not None and src.has_ctf)
+    flipped = chain.phase_flipped
+    basis = FourierBesselBasis2D(L, dtype=np.float64)
+    ref = _global_reference(averages, np.asarray(particle_class), batch_size)
+    out = {k: np.full(n, np.nan) for k in SCORE_NAMES}
+    scored = np.flatnonzero(row >= 0)
+    for a in progress(range(0, scored.size, batch_size), desc="scoring particles"):
+        idx = scored[a:a + batch_size]
+        r, c = row[idx], col[idx]
+        model = np.asarray(averages[r], dtype=np.float64)
+        model = rotate_images(model, -rotations[r, c], basis=basis)
+        model = shift_images(model, -shifts[r, c])
+        mir = refl[r, c]
+        if mir.any():
+            model[mir] = mirror_images(model[mir])
+        refs = np.broadcast_to(ref, model.shape)
+        if use_ctf:
+            h = _rfft_ctf(src, idx, flipped)
+            model = sfft.irfft2(sfft.rfft2(model, axes=(-2, -1)) * h, s=(L, L), axes=(-2, -1))
+            refs = sfft.fftshift(sfft.irfft2(sfft.rfft2(sfft.ifftshift(ref)) * h, s=(L, L),
+                                             axes=(-2, -1)), axes=(-2, -1))
+        s = particle_scores(src.images[idx], model, refs, wf)
+        for k in out:
+            out[k][idx] = s[k]
+    record = {"noise_psd": np.round(psd, 6).tolist(), "ctf_applied_to_models": bool(use_ctf),
+              "scored_in_other_class": float(np.mean(col[scored] > 0)) if scored.size else 0.0}
+    return out, record
+
+
+def reject_junk(cas, averages, rotations, shifts, particle_class, options=None, *, seed=0,
+                batch_size=1024):
+    """Score every particle, decide, and give the new class order (kept classes first).
+
+    Parameters
+    ----------
+    cas : ClassAvgSource
+    averages, rotations, shifts
+        As in :func:`score_particles`.
+    particle_class : ndarray of int, shape (n_particles,)
+        0-based selection row of each particle in the partition (-1: none).
+    options : dict, optional
+        :class:`~classavg.selection.junk.JunkRejector` options.
+
+    Returns
+    -------
+    (dict, JunkDecision, ndarray, dict)
+        The scores, the decision, the order (kept classes first, each group in the
+        selection's order) and the JSON-ready record; adds ``cas.timings["junk_scoring"]``.
+    """
+    t0 = time.perf_counter()
+    rejector = JunkRejector(**(options or {}))
+    scores, rec = score_particles(cas, averages, rotations, shifts, particle_class, seed=seed,
+                                  batch_size=batch_size)
+    refs = cas.class_indices[cas.selection_indices, 0]
+    decision = rejector.decide(scores, particle_class, refs)
+    order = np.concatenate([np.flatnonzero(decision.class_kept),
+                            np.flatnonzero(~decision.class_kept)])
+    cas.timings["junk_scoring"] = time.perf_counter() - t0
+    record = {"options": rejector.get_params(), "thresholds": decision.thresholds, **rec,
+              "n_kept_particles": int(decision.particle_kept.sum()),
+              "n_rejected_particles": int((~decision.particle_kept).sum()),
+              "n_kept_classes": int(decision.class_kept.sum()),
+              "n_rejected_classes": int((~decision.class_kept).sum())}
+    logger.info("junk rejection: %d of %d particles kept, %d of %d classes",
+                record["n_kept_particles"], len(scores["fit"]), record["n_kept_classes"],
+                decision.class_kept.size)
+    return scores, decision, order, record

@@ -1,0 +1,342 @@
+r"""Junk rejection: how well each particle fits its class average, and the automatic decision.
+
+Picked data sets hold 20-50 % junk (empty ice, contamination, carbon edges, aggregates,
+off-centre and broken particles).  Each particle ``x`` (background-normalised, as classified)
+is compared with the model ``m`` its class predicts: the class average brought back into the
+particle's frame (the inverse of its alignment: rotate by ``-theta``, shift by ``-s``, mirror)
+and, for CTF-corrected averages, multiplied by the particle's own CTF (``|CTF|`` after a phase
+flip).  Both are whitened by the noise power spectrum ``P(k)`` estimated from the particle-free
+background (:func:`classavg.sources.whitening.estimate_noise_psd`), ``x_w = F^{-1}[X / sqrt(P)]``,
+so that the noise is white with unit variance and inner products are in units of the noise.
+
+Scores (per particle)
+---------------------
+``fit`` (:math:`z`)
+    The matched-filter significance of the class model in the particle, inside the disk
+    ``D`` of radius ``L / 2``:
+
+    .. math:: z = \frac{\langle x_w, m_w\rangle_D}{\lVert m_w\rVert_D},
+
+    distributed as :math:`N(a \lVert m_w\rVert_D, 1)` for ``x = a m + noise``.  Noise alone
+    (empty ice, faint contamination) gives :math:`z` near 0 (plus the small bias of the
+    alignment search), a particle ``a ||m_w||``: about the square root of its SNR times the
+    number of pixels.  ``amplitude`` is the least-squares factor
+    :math:`a = \langle x_w, m_w\rangle / \lVert m_w\rVert^2`.
+``extra`` (:math:`e`)
+    Density the class model does not explain, away from the centre: the whitened residual
+    ``r_w = x_w - a m_w`` is correlated (by FFT, at every translation ``d``) with the whitened
+    ring average ``t_w`` of the model (a rotationally symmetric particle-sized blob), and
+
+    .. math:: e = \max_{|d| \ge d_0} \frac{(r_w \star t_w)(d)}{\lVert t_w\rVert},
+
+    the largest matched-filter response at least ``d_0 = L / 8`` from the centre.  A second
+    particle (aggregates) or a particle far from the centre (off-centre picks) gives a large
+    peak; for a particle that its model explains, ``e`` is the maximum of a unit-variance
+    Gaussian field (about 3).
+
+Decision
+--------
+A particle is rejected when its fit score is below ``min_fit``, or when
+``extra > max_extra`` and ``extra > extra_ratio * blob`` (a second object at least half as
+strong as the centred particle: at high SNR the imperfect class model leaves residuals far
+above the noise, but well below the particle itself).  Both thresholds are
+estimated from the data set itself unless given (``"auto"``):
+
+* ``max_extra`` = median + ``extra_mads`` robust standard deviations (1.4826 MAD) of ``e``
+  over all particles: ``e`` follows the noise-only law for every particle without a second
+  object, so a data set without junk keeps all but a Gaussian tail.
+* ``min_fit``: a two-component Gaussian mixture of ``z`` (EM).  When the components are
+  separated (Ashman's :math:`D = \sqrt2 |\mu_1 - \mu_2| / \sqrt{\sigma_1^2 + \sigma_2^2}
+  > 2` [2]_, and the lower holds at least 2 % of the particles) the threshold is where the two
+  weighted densities cross between the means; otherwise (one population: no junk to find)
+  ``-inf``, nothing is rejected by ``fit``.
+
+A class is kept when at least ``class_fraction`` (default 1/2) of the particles assigned to it
+are kept (a class with none assigned: when its reference is kept); particles in rejected
+classes are rejected with their class.  The decision never rejects more than
+``max_rejected`` (default 0.6) of a data set: beyond that the thresholds are the wrong ones
+for these data and a warning says so.
+
+References
+----------
+.. [1] S. H. W. Scheres, "Semi-automated selection of cryo-EM particles in RELION-1.3",
+   J. Struct. Biol. 189, 114-122 (2015) (particle sorting by the difference to the reference).
+.. [2] K. M. Ashman, C. M. Bird, S. E. Zepf, "Detecting bimodality in astronomical datasets",
+   Astron. J. 108, 2348-2361 (1994).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import scipy.fft as sfft
+
+from .._grid import disk_mask, radial_grid, rfft_rings
+from .._validation import check_float
+
+__all__ = ["whitening_filter", "particle_scores", "mixture_threshold", "robust_upper",
+           "JunkDecision", "JunkRejector", "SCORE_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+#: Per-particle scores of :func:`particle_scores`.
+SCORE_NAMES = ("fit", "blob", "amplitude", "extra")
+
+_AXES = (-2, -1)
+
+
+def whitening_filter(psd, L):
+    """``1 / sqrt(P(k))`` in ``rfft2`` layout, (L, L // 2 + 1), from a ring PSD (n_rings,)."""
+    ring, _ = rfft_rings(L)
+    psd = np.asarray(psd, dtype=np.float64)
+    return 1.0 / np.sqrt(psd[np.minimum(ring, psd.size - 1)])
+
+
+def _ring_average(images):
+    """Rotational average about the centre pixel of a stack, (k, L, L) (nearest ring)."""
+    L = images.shape[-1]
+    r = np.rint(radial_grid(L)).astype(np.int64).ravel()
+    n_r = int(r.max()) + 1
+    counts = np.bincount(r, minlength=n_r)
+    flat = images.reshape(images.shape[0], -1)
+    prof = np.stack([np.bincount(r, weights=row, minlength=n_r) for row in flat]) / counts
+    return prof[:, r].reshape(images.shape)
+
+
+def particle_scores(images, models, references, wfilter, *, min_distance=None):
+    """The scores of the module docstring for a batch of particles and their models.
+
+    Parameters
+    ----------
+    images : ndarray, shape (k, L, L)
+        Particles, as classified (background-normalised).
+    models : ndarray, shape (k, L, L)
+        Each particle's class model in its own frame (module docstring).
+    references : ndarray, shape (k, L, L)
+        Each particle's rotationally symmetric reference (the ring-averaged particle with its
+        CTF), centred.
+    wfilter : ndarray, shape (L, L // 2 + 1)
+        :func:`whitening_filter` of the noise PSD.
+    min_distance : float, optional
+        ``d_0`` in pixels (default ``L / 8``).
+
+    Returns
+    -------
+    dict of ndarray, each (k,)
+        ``fit``, ``blob``, ``amplitude`` and ``extra`` (float64).
+    """
+    x = np.asarray(images, dtype=np.float64)
+    L = x.shape[-1]
+    d0 = L / 8 if min_distance is None else float(min_distance)
+
+    def whiten(a):
+        return sfft.irfft2(sfft.rfft2(np.asarray(a, dtype=np.float64), axes=_AXES, workers=-1)
+                           * wfilter, s=(L, L), axes=_AXES, workers=-1)
+
+    def dot(a, b):
+        return np.einsum("kij,kij->k", a, b)
+
+    xw, mw, tw = whiten(x), whiten(models), whiten(references)
+    disk = disk_mask(L)
+    mm = np.maximum(dot(mw * disk, mw), 1e-30)
+    xm = dot(xw * disk, mw)
+    amp = xm / mm
+    tn = np.sqrt(np.maximum(dot(tw, tw), 1e-30))
+    resid = xw - amp[:, None, None] * mw
+    # cross-correlation with the reference at every translation (circular; 0 at the centre)
+    cc = sfft.irfft2(sfft.rfft2(sfft.ifftshift(resid, axes=_AXES), axes=_AXES, workers=-1)
+                     * np.conj(sfft.rfft2(sfft.ifftshift(tw, axes=_AXES), axes=_AXES,
+                                          workers=-1)), s=(L, L), axes=_AXES, workers=-1)
+    cc = sfft.fftshift(cc, axes=_AXES) / tn[:, None, None]
+    far = radial_grid(L) >= d0
+    extra = np.where(far, cc, -np.inf).reshape(len(x), -1).max(axis=1)
+    return {"fit": xm / np.sqrt(mm), "blob": dot(xw, tw) / tn, "amplitude": amp,
+            "extra": extra}
+
+
+def robust_upper(values, n_sd):
+    """``median + n_sd * 1.4826 * MAD`` of the finite ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    med = float(np.median(v))
+    return med + n_sd * 1.4826 * float(np.median(np.abs(v - med)))
+
+
+def _gmm2(v, n_iter=200):
+    """Two-component 1-D Gaussian mixture by EM: ``(w, mu, sd)`` each (2,), ``mu`` sorted."""
+    lo, hi = np.percentile(v, [15, 85])
+    mu = np.array([lo, hi], dtype=np.float64)
+    sd = np.full(2, max(np.std(v) / 2, 1e-6))
+    w = np.array([0.5, 0.5])
+    for _ in range(n_iter):
+        logp = (np.log(w) - np.log(sd) - 0.5 * ((v[:, None] - mu) / sd) ** 2)
+        logp -= logp.max(axis=1, keepdims=True)
+        p = np.exp(logp)
+        p /= p.sum(axis=1, keepdims=True)
+        nk = np.maximum(p.sum(axis=0), 1e-9)
+        new_mu = (p * v[:, None]).sum(axis=0) / nk
+        sd = np.sqrt(np.maximum((p * (v[:, None] - new_mu) ** 2).sum(axis=0) / nk,
+                                (1e-3 * np.std(v)) ** 2 + 1e-12))
+        w = nk / nk.sum()
+        if np.allclose(new_mu, mu, rtol=0, atol=1e-8 * (1 + np.abs(mu).max())):
+            mu = new_mu
+            break
+        mu = new_mu
+    order = np.argsort(mu)
+    return w[order], mu[order], sd[order]
+
+
+def mixture_threshold(values, *, min_separation=2.0, min_weight=0.02):
+    """The ``min_fit`` rule of the module docstring: the crossing of a separated two-component
+    Gaussian mixture, else ``-inf``.
+
+    Returns
+    -------
+    (float, dict)
+        The threshold and the mixture (``weights``, ``means``, ``sds``, ``separation``).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 20 or np.ptp(v) == 0:
+        return -np.inf, {"separation": 0.0}
+    w, mu, sd = _gmm2(v)
+    sep = float(np.sqrt(2) * (mu[1] - mu[0]) / np.sqrt(sd[0] ** 2 + sd[1] ** 2))
+    info = {"weights": w.tolist(), "means": mu.tolist(), "sds": sd.tolist(), "separation": sep}
+    if sep <= min_separation or w[0] < min_weight:
+        return -np.inf, info
+    grid = np.linspace(mu[0], mu[1], 2001)
+    dens = w[:, None] / sd[:, None] * np.exp(-0.5 * ((grid - mu[:, None]) / sd[:, None]) ** 2)
+    cross = np.flatnonzero(dens[0] <= dens[1])
+    thr = float(grid[cross[0]]) if cross.size else float(mu[1])
+    return thr, info
+
+
+@dataclasses.dataclass
+class JunkDecision:
+    """The outcome of :meth:`JunkRejector.decide`.
+
+    Attributes
+    ----------
+    particle_kept : ndarray of bool, shape (n_particles,)
+        After the class decision (particles of rejected classes are rejected).
+    particle_passed : ndarray of bool, shape (n_particles,)
+        The particle's own tests alone.
+    class_kept : ndarray of bool, shape (n_classes,)
+    class_kept_fraction : ndarray, shape (n_classes,)
+        Fraction of the assigned particles that pass their tests (NaN: none assigned).
+    thresholds : dict
+        ``min_fit``, ``max_extra`` and how they were found (JSON-ready).
+    """
+
+    particle_kept: np.ndarray
+    particle_passed: np.ndarray
+    class_kept: np.ndarray
+    class_kept_fraction: np.ndarray
+    thresholds: dict
+
+
+class JunkRejector:
+    """Decide which particles and classes are junk from :func:`particle_scores`.
+
+    Parameters
+    ----------
+    min_fit : float or "auto", optional
+        Lowest ``fit`` score kept (default: the mixture rule of the module docstring).
+    max_extra : float or "auto", optional
+        Highest ``extra`` score kept (default: median + ``extra_mads`` robust SDs).
+    extra_mads : float, optional
+        Robust SDs above the median for ``max_extra="auto"`` (default 4).
+    extra_ratio : float, optional
+        ``extra`` rejects only when it is also at least this fraction of the particle's own
+        ``blob`` score (default 0.5): a second object half as strong as the centred one, not
+        the model mismatch that grows with the SNR.
+    class_fraction : float, optional
+        A class is kept when at least this fraction of its assigned particles pass (default
+        0.5).
+    max_rejected : float, optional
+        Most of a data set the decision may reject (default 0.6): a decision rejecting more
+        keeps everything and logs a warning.
+    """
+
+    def __init__(self, *, min_fit="auto", max_extra="auto", extra_mads=4.0, extra_ratio=0.5,
+                 class_fraction=0.5, max_rejected=0.6):
+        self.min_fit = min_fit if min_fit == "auto" else check_float("min_fit", min_fit)
+        self.max_extra = (max_extra if max_extra == "auto"
+                          else check_float("max_extra", max_extra))
+        self.extra_mads = check_float("extra_mads", extra_mads, min=0.0)
+        self.extra_ratio = check_float("extra_ratio", extra_ratio, min=0.0)
+        self.class_fraction = check_float("class_fraction", class_fraction, min=0.0, max=1.0)
+        self.max_rejected = check_float("max_rejected", max_rejected, min=0.0, max=1.0)
+
+    def get_params(self):
+        return {"min_fit": self.min_fit, "max_extra": self.max_extra,
+                "extra_mads": self.extra_mads, "extra_ratio": self.extra_ratio,
+                "class_fraction": self.class_fraction,
+                "max_rejected": self.max_rejected}
+
+    def decide(self, scores, particle_class, references):
+        """Decide.
+
+        Parameters
+        ----------
+        scores : dict of ndarray, each (n_particles,)
+            :func:`particle_scores` of every particle (NaN where not scored).
+        particle_class : ndarray of int, shape (n_particles,)
+            0-based class (row of the selection) each particle is assigned to, -1 for none.
+        references : ndarray of int, shape (n_classes,)
+            The reference particle of each class.
+
+        Returns
+        -------
+        JunkDecision
+        """
+        fit = np.asarray(scores["fit"], dtype=np.float64)
+        extra = np.asarray(scores["extra"], dtype=np.float64)
+        n, K = fit.size, len(references)
+        info = {}
+        fit_name = "fit"
+        if self.min_fit == "auto":
+            # the fit score (class model or symmetric reference) that separates best
+            best = None
+            for name in ("fit", "blob"):
+                if name not in scores:
+                    continue
+                thr, mix = mixture_threshold(scores[name])
+                if best is None or (np.isfinite(thr) and mix["separation"] >
+                                    (best[2]["separation"] if np.isfinite(best[1]) else -1)):
+                    best = (name, thr, mix)
+            fit_name, min_fit, info["fit_mixture"] = best
+            fit = np.asarray(scores[fit_name], dtype=np.float64)
+        else:
+            min_fit = self.min_fit
+        max_extra = (robust_upper(extra, self.extra_mads) if self.max_extra == "auto"
+                     else self.max_extra)
+        scored = np.isfinite(fit) & np.isfinite(extra)
+        blob = np.asarray(scores.get("blob", np.zeros(n)), dtype=np.float64)
+        second = (extra > max_extra) & (extra > self.extra_ratio * np.nan_to_num(blob))
+        passed = ~scored | ((fit >= min_fit) & ~second)
+        cls = np.asarray(particle_class, dtype=np.int64)
+        has = cls >= 0
+        n_assigned = np.bincount(cls[has], minlength=K)
+        n_pass = np.bincount(cls[has], weights=passed[has], minlength=K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(n_assigned > 0, n_pass / np.maximum(n_assigned, 1), np.nan)
+        class_kept = np.where(n_assigned > 0, frac >= self.class_fraction,
+                              passed[np.asarray(references, dtype=np.int64)])
+        kept = passed & np.where(has, class_kept[np.maximum(cls, 0)], True)
+        thresholds = {"min_fit": float(min_fit), "max_extra": float(max_extra),
+                      "min_fit_score": fit_name,
+                      "min_fit_rule": "given" if self.min_fit != "auto" else "mixture",
+                      "max_extra_rule": ("given" if self.max_extra != "auto"
+                                         else f"median + {self.extra_mads:g} robust SD"),
+                      **info}
+        if n and (~kept).mean() > self.max_rejected:
+            logger.warning("junk rejection would reject %.0f %% of the particles (more than "
+                           "max_rejected = %.0f %%): keeping all; set the thresholds by hand",
+                           100 * (~kept).mean(), 100 * self.max_rejected)
+            thresholds["overridden"] = "max_rejected"
+            kept = np.ones(n, bool)
+            class_kept = np.ones(K, bool)
+        return JunkDecision(kept, passed, class_kept, frac, thresholds)
