@@ -14,8 +14,8 @@ import numpy as np
 import scipy.fft as sfft
 
 from .._progress import progress
-from ..averaging._transform import mirror_images, rotate_images, shift_images
-from ..basis import FourierBesselBasis2D
+from ..averaging._transform import shift_images
+from ..basis import DenseFBTransform, FourierBesselBasis2D
 from ..selection.junk import (SCORE_NAMES, JunkRejector, _ring_average, particle_scores,
                               whitening_filter)
 from ..sources.chain import resolve_chain
@@ -56,6 +56,42 @@ def scoring_assignment(members, distances):
     none = row < 0
     row[none], col[none] = own_row[none], own_col[none]
     return row, col
+
+
+def class_models(averages, rows, rotations, shifts, mirrors, basis, dense):
+    """Class averages brought into their members' frames: the inverse of each alignment.
+
+    The alignment of a member (mirror, then shift ``s``, then rotate ``theta``; see
+    :mod:`classavg.averaging._transform`) is undone on its class average: rotate by
+    ``-theta``, shift by ``-s``, mirror -- computed as the mirror of the rotated
+    Fourier-Bessel coefficients (a conjugation), one synthesis, then one Fourier shift by
+    ``(-s_x, s_y)`` for mirrored members (mirror and shift commute up to the sign of ``y``).
+
+    Parameters
+    ----------
+    averages : array_like, shape (K, L, L)
+    rows : ndarray of int, shape (k,)
+        The class (row of ``averages``) of each member.
+    rotations, shifts, mirrors : ndarray, shapes (k,), (k, 2), (k,)
+        The members' alignments (radians, pixels, bool).
+    basis : FourierBesselBasis2D
+    dense : DenseFBTransform
+        Of ``basis``.
+
+    Returns
+    -------
+    ndarray, shape (k, L, L), float64
+        Band-limited, zero outside the disk of radius ``L / 2`` before the shift.
+    """
+    u, inv = np.unique(rows, return_inverse=True)
+    coef = dense.expand(np.asarray(averages[u], dtype=np.float64))[inv]
+    coef = basis.rotate(coef, -np.asarray(rotations, np.float64))
+    mirrors = np.asarray(mirrors, dtype=bool)
+    coef[mirrors] = np.conj(coef[mirrors])
+    img = np.asarray(dense.evaluate(coef), dtype=np.float64)
+    sh = -np.asarray(shifts, dtype=np.float64)
+    sh[mirrors, 1] *= -1
+    return shift_images(img, sh)
 
 
 def _rfft_ctf(src, indices, flipped):
@@ -118,18 +154,15 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
     use_ctf = (getattr(cas.averager, "ctf_correction", None) is not None and src.has_ctf)
     flipped = chain.phase_flipped
     basis = FourierBesselBasis2D(L, dtype=np.float64)
+    dense = DenseFBTransform(basis)
     ref = _global_reference(averages, np.asarray(particle_class), batch_size)
     out = {k: np.full(n, np.nan) for k in SCORE_NAMES}
     scored = np.flatnonzero(row >= 0)
     for a in progress(range(0, scored.size, batch_size), desc="scoring particles"):
         idx = scored[a:a + batch_size]
         r, c = row[idx], col[idx]
-        model = np.asarray(averages[r], dtype=np.float64)
-        model = rotate_images(model, -rotations[r, c], basis=basis)
-        model = shift_images(model, -shifts[r, c])
-        mir = refl[r, c]
-        if mir.any():
-            model[mir] = mirror_images(model[mir])
+        model = class_models(averages, r, rotations[r, c], shifts[r, c], refl[r, c], basis,
+                             dense)
         refs = np.broadcast_to(ref, model.shape)
         if use_ctf:
             h = _rfft_ctf(src, idx, flipped)

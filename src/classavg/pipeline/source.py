@@ -176,7 +176,8 @@ class ClassAvgSource(ImageSource):
         """
         order = np.asarray(order, dtype=np.int64)
         if sorted(order.tolist()) != list(range(self.selection_indices.size)):
-            raise ValueError(f"order must be a permutation of 0..{self.selection_indices.size - 1}")
+            raise ValueError("order must be a permutation of "
+                             f"0..{self.selection_indices.size - 1}, got {order!r}")
         self.selection_indices = self.selection_indices[order]
         md = self.metadata.iloc[order].reset_index(drop=True)
         md["rank"] = np.arange(1, order.size + 1)
