@@ -155,3 +155,18 @@ def test_class_models_undo_the_alignment():
     # the same band-limited images; the two expansions (dense sums, NUFFT) differ by ~1e-6
     scale = np.abs(ref).max()
     np.testing.assert_allclose(fast, ref, atol=1e-4 * scale)
+
+
+def test_select_kept_only(junk_run, tmp_path):
+    from classavg.pipeline.select import select_classes
+
+    project, kinds, cas, paths = junk_run
+    run = paths["run.json"].parent
+    sel = select_classes(run, tmp_path / "kept.star", kept_only=True, assigned_only=True)
+    classes = starfile.read(paths["classes.star"])
+    assert list(sel.classes) == list(np.flatnonzero(classes["classavgKept"] == 1) + 1)
+    parts = starfile.read(sel.particles, always_dict=True)["particles"]
+    assert (parts["classavgKept"] == 1).all()
+    selected = starfile.read(paths["selected_particles.star"], always_dict=True)["particles"]
+    # kept particles all sit in kept classes: the same set as selected_particles.star
+    assert set(parts["rlnImageName"]) == set(selected["rlnImageName"])

@@ -37,6 +37,9 @@ def add_parser(subparsers):
     p.add_argument("--assigned-only", action="store_true",
                    help="write only the particles assigned to the classes (rlnClassNumber k "
                         "or K+k) instead of all the members behind their averages (default)")
+    p.add_argument("--kept-only", action="store_true",
+                   help="only the classes and particles the run's junk rejection kept "
+                        "(_classavgKept; default: all chosen classes and their particles)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -49,7 +52,8 @@ def run(args) -> int:
                          exclude=args.exclude, classes_from=args.classes_from,
                          min_population=args.min_population,
                          max_resolution=args.max_resolution,
-                         assigned_only=args.assigned_only, overwrite=args.overwrite)
+                         assigned_only=args.assigned_only, kept_only=args.kept_only,
+                         overwrite=args.overwrite)
     what = "assigned particles" if args.assigned_only else "member particles"
     print(f"{len(sel.classes)} classes ({_ranges(sel.classes)}), {sel.n_particles} {what}: "
           f"{sel.particles}; averages: {sel.averages}")

@@ -26,12 +26,21 @@ Files in the output folder (``K`` selected classes):
     and ``particle_translations`` (pixels, the centring applied before the alignment);
     read it back with :func:`read_class_table`.
 ``particles.star``
-    The input particles (optics block kept, RELION labels only), each given to one class (the
+    The input particles (optics block kept), each given to one class (the
     selected class, among those containing it, whose reference is nearest):
     ``rlnClassNumber`` (``k``, ``K + k`` when it is matched as a mirror image, 0 when in no
     selected class), ``rlnAnglePsi`` and ``rlnOriginXAngst/YAngst``, which bring the particle
     onto the average of its ``rlnClassNumber`` by a shift then an in-plane rotation, as in
-    RELION (:mod:`classavg.pipeline._relion`).
+    RELION (:mod:`classavg.pipeline._relion`).  With junk rejection (``junk=``, preset
+    1.4.0+; :mod:`classavg.selection.junk`) also the scores ``_classavgFitScore``,
+    ``_classavgBlobScore``, ``_classavgAmplitude``, ``_classavgExtraDensity`` and the decision
+    ``_classavgKept`` (1/0); RELION keeps labels it does not know.
+``selected_particles.star`` / ``rejected_particles.star``
+    With junk rejection: the rows of ``particles.star`` kept / rejected.  Rejected classes
+    are ranked after every kept one (in every file), ``classes.star`` has ``_classavgKept``,
+    ``_classavgKeptFraction`` and the medians ``_classavgMedianFitScore`` and
+    ``_classavgMedianExtraDensity`` of its assigned particles; ``class_table.npz`` has
+    ``particle_kept``, ``class_kept`` and ``particle_<score>_score``.
 ``run.json``
     Version, preset, parameters, seeds, timings, the project directory: written last.
 ``report.html``

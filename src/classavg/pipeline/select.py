@@ -184,7 +184,8 @@ def _read_run(run_dir):
     return classes, table, blocks, averages, project
 
 
-def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run):
+def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run,
+            kept_only=False):
     keep = np.ones(K, bool) if chosen is None else np.isin(np.arange(1, K + 1), chosen)
     for label, values in (("classes", chosen), ("exclude", exclude)):
         bad = [v for v in values or () if v > K]
@@ -204,9 +205,15 @@ def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run)
                                  "that estimate the resolution of each class)")
         res = pd.to_numeric(classes["classavgResolutionAngst"], errors="coerce").to_numpy()
         keep &= np.isfinite(res) & (res <= max_resolution)
+    if kept_only:
+        if "classavgKept" not in classes.columns:
+            raise ParameterError(f"kept_only (--kept-only): {str(run / 'classes.star')!r} has "
+                                 "no _classavgKept column (written by runs that reject junk: "
+                                 "preset 1.4.0 and later)")
+        keep &= classes["classavgKept"].to_numpy().astype(int) == 1
     if not keep.any():
         raise ParameterError(f"no class of run {str(run)!r} is left by the selection "
-                             "(classes, exclude, min_population, max_resolution)")
+                             "(classes, exclude, min_population, max_resolution, kept_only)")
     return np.flatnonzero(keep) + 1
 
 
@@ -245,7 +252,7 @@ def _replace_atomically(writes):
 
 def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=None,
                    min_population=None, max_resolution=None, assigned_only=False,
-                   overwrite=False):
+                   kept_only=False, overwrite=False):
     """Write the particles and averages of chosen classes of a finished run.
 
     Parameters
@@ -271,6 +278,10 @@ def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=
     assigned_only : bool, optional
         Write the particles with ``rlnClassNumber`` ``k`` or ``K + k`` (the partition) instead
         of the members behind the chosen averages (default).
+    kept_only : bool, optional
+        Keep only the classes the run's junk rejection kept (``_classavgKept`` of
+        ``classes.star``) and, of their particles, those it kept (``_classavgKept`` of
+        ``particles.star``); an error for runs without junk rejection.
     overwrite : bool, optional
         Replace existing output files.
 
@@ -285,6 +296,7 @@ def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=
         file, an output inside the run folder or already existing without ``overwrite``.
     """
     assigned_only = check_bool("assigned_only", assigned_only)
+    kept_only = check_bool("kept_only", kept_only)
     overwrite = check_bool("overwrite", overwrite)
     if min_population is not None:
         min_population = check_int("min_population", min_population, min=0)
@@ -306,7 +318,7 @@ def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=
     tables, table, blocks, averages, project = _read_run(run)
     K = len(tables)
     ranks = _choose(tables, K, chosen=chosen, exclude=exclude, min_population=min_population,
-                    max_resolution=max_resolution, run=run)
+                    max_resolution=max_resolution, run=run, kept_only=kept_only)
     check_output_dir(out.parent, [p.name for p in (out, stack, avg_star)],
                      inputs=[run / n for n in RUN_FILES], overwrite=overwrite,
                      flag="--overwrite (overwrite=True)")
@@ -325,6 +337,8 @@ def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=
         chosen_parts["rlnAnglePsi"] = psi
         chosen_parts["rlnOriginXAngst"] = origin[:, 0]
         chosen_parts["rlnOriginYAngst"] = origin[:, 1]
+    if kept_only and "classavgKept" in chosen_parts.columns:
+        chosen_parts = chosen_parts[chosen_parts["classavgKept"].to_numpy().astype(int) == 1]
     particle_blocks = dict(blocks)
     particle_blocks["particles"] = chosen_parts.reset_index(drop=True)
 
