@@ -134,8 +134,9 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
     Returns
     -------
     (dict, dict)
-        The scores (each (n_particles,), NaN for particles in no selected class) and a
-        record (the noise spectrum, what was applied).
+        The scores (each (n_particles,); a particle in no selected class is scored against
+        the symmetric reference, so its ``fit`` is its ``blob``) and a record (the noise
+        spectrum, what was applied).
     """
     src = cas.src
     n, L = src.n, src.L
@@ -158,11 +159,15 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
     ref = _global_reference(averages, np.asarray(particle_class), batch_size)
     out = {k: np.full(n, np.nan) for k in SCORE_NAMES}
     scored = np.flatnonzero(row >= 0)
-    for a in progress(range(0, scored.size, batch_size), desc="scoring particles"):
-        idx = scored[a:a + batch_size]
+    for a in progress(range(0, n, batch_size), desc="scoring particles"):
+        idx = np.arange(a, min(a + batch_size, n))
         r, c = row[idx], col[idx]
-        model = class_models(averages, r, rotations[r, c], shifts[r, c], refl[r, c], basis,
-                             dense)
+        has = r >= 0
+        model = np.empty((idx.size, L, L))
+        model[has] = class_models(averages, r[has], rotations[r[has], c[has]],
+                                  shifts[r[has], c[has]], refl[r[has], c[has]], basis, dense)
+        # a particle in no selected class: its model is the symmetric reference (fit = blob)
+        model[~has] = ref
         refs = np.broadcast_to(ref, model.shape)
         if use_ctf:
             h = _rfft_ctf(src, idx, flipped)
@@ -173,7 +178,8 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
         for k in out:
             out[k][idx] = s[k]
     record = {"noise_psd": np.round(psd, 6).tolist(), "ctf_applied_to_models": bool(use_ctf),
-              "scored_in_other_class": float(np.mean(col[scored] > 0)) if scored.size else 0.0}
+              "scored_in_other_class": float(np.mean(col[scored] > 0)) if scored.size else 0.0,
+              "in_no_selected_class": int(n - scored.size)}
     return out, record
 
 

@@ -57,6 +57,9 @@ unless given (``"auto"``):
   lower holds at least 2 % of the particles), the better separated score is used, with the
   threshold where the two weighted densities cross between the means; when neither is (one
   population: no junk to find) the threshold is ``-inf`` and nothing is rejected by fit.
+  A particle in no selected class (a run limited to ``n_classes``) has no class model: it
+  is scored against the symmetric reference and tested by ``b`` with the threshold of the
+  ``b`` mixture.
 
 A class is kept when at least ``class_fraction`` (default 1/2) of the particles assigned to it
 pass their tests (a class with none assigned: when its reference does); particles in rejected
@@ -308,30 +311,31 @@ class JunkRejector:
         fit = np.asarray(scores["fit"], dtype=np.float64)
         extra = np.asarray(scores["extra"], dtype=np.float64)
         n, K = fit.size, len(references)
+        cls = np.asarray(particle_class, dtype=np.int64)
+        has = cls >= 0
+        blob = np.asarray(scores.get("blob", fit), dtype=np.float64)
         info = {}
         fit_name = "fit"
         if self.min_fit == "auto":
-            # the fit score (class model or symmetric reference) that separates best
-            best = None
-            for name in ("fit", "blob"):
-                if name not in scores:
-                    continue
-                thr, mix = mixture_threshold(scores[name])
-                if best is None or (np.isfinite(thr) and mix["separation"] >
-                                    (best[2]["separation"] if np.isfinite(best[1]) else -1)):
-                    best = (name, thr, mix)
-            fit_name, min_fit, info["fit_mixture"] = best
-            fit = np.asarray(scores[fit_name], dtype=np.float64)
+            # the fit score that separates best: the class model's (particles in a class)
+            # or the symmetric reference's (all); particles in no class have only the latter
+            thr_fit, mix_fit = mixture_threshold(fit[has])
+            thr_blob, mix_blob = mixture_threshold(blob)
+            info = {"fit_mixture": mix_fit, "blob_mixture": mix_blob}
+            use_blob = (np.isfinite(thr_blob) and
+                        (not np.isfinite(thr_fit) or mix_blob["separation"] >
+                         mix_fit["separation"]))
+            fit_name = "blob" if use_blob else "fit"
+            min_fit = thr_blob if use_blob else thr_fit
+            test = np.where(has & ~use_blob, fit >= thr_fit, blob >= thr_blob)
         else:
             min_fit = self.min_fit
+            test = fit >= min_fit
         max_extra = (robust_upper(extra, self.extra_mads) if self.max_extra == "auto"
                      else self.max_extra)
-        scored = np.isfinite(fit) & np.isfinite(extra)
-        blob = np.asarray(scores.get("blob", np.zeros(n)), dtype=np.float64)
         second = (extra > max_extra) & (extra > self.extra_ratio * np.nan_to_num(blob))
-        passed = ~scored | ((fit >= min_fit) & ~second)
-        cls = np.asarray(particle_class, dtype=np.int64)
-        has = cls >= 0
+        scored = np.isfinite(fit) & np.isfinite(extra)
+        passed = ~scored | (test & ~second)
         n_assigned = np.bincount(cls[has], minlength=K)
         n_pass = np.bincount(cls[has], weights=passed[has], minlength=K)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -341,6 +345,8 @@ class JunkRejector:
         kept = passed & np.where(has, class_kept[np.maximum(cls, 0)], True)
         thresholds = {"min_fit": float(min_fit), "max_extra": float(max_extra),
                       "min_fit_score": fit_name,
+                      "min_blob_no_class": (float(thr_blob) if self.min_fit == "auto"
+                                            else float(min_fit)),
                       "min_fit_rule": "given" if self.min_fit != "auto" else "mixture",
                       "max_extra_rule": ("given" if self.max_extra != "auto"
                                          else f"median + {self.extra_mads:g} robust SD"),
