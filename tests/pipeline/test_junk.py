@@ -80,6 +80,7 @@ def test_rejected_classes_are_ranked_last(junk_run):
     assert np.diag(corr)[:k].min() > 0.98
     report = paths["report.html"].read_text(encoding="utf-8")
     assert report.count('data-kept="0"') == int((flags == 0).sum())
+    assert report.count("particles kept") >= int((classes["classavgAssigned"] > 0).sum())
 
 
 def test_selected_and_rejected_partition_the_particles(junk_run):

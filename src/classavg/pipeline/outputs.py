@@ -390,6 +390,8 @@ def _write_all(cas, stage, record, report, batch_size, project, junk):
                          class_distances=cas.class_distances, metadata=full,
                          resolutions=resolution,
                          kept=(None if junk_result is None else junk_result[1].class_kept),
+                         kept_fractions=(None if junk_result is None
+                                         else junk_result[1].class_kept_fraction),
                          pixel_size=src.pixel_size,
                          title=f"classavg: {K} class averages")
         paths["report.html"] = stage / "report.html"

@@ -91,12 +91,16 @@ def _fmt_res(res):
     return f"{res:.3g} &Aring;", repr(float(res))
 
 
-def tile(u8, *, rank, cls, ref, pop, score, res, kept, size, bar) -> str:
+def tile(u8, *, rank, cls, ref, pop, score, res, kept, size, bar, kept_fraction=None) -> str:
     score_txt = "n/a" if score is None or not math.isfinite(score) else f"{score:.4g}"
     score_attr = "" if score is None or not math.isfinite(score) else repr(float(score))
     res_txt, res_attr = _fmt_res(res)
     label = (f"rank {rank}, class {cls}, reference {ref}, {pop} assigned particles, score {score_txt}, "
              f"resolution {html.unescape(res_txt)}" + ("" if kept else ", rejected"))
+    frac = ("" if kept_fraction is None or not math.isfinite(kept_fraction)
+            else f"{100 * kept_fraction:.0f} %")
+    if frac:
+        label += f", {frac} of its particles kept"
     bar_a, pct = bar
     scale = ("" if bar_a is None else f"<span class=\"scalebar\" style=\"width: {pct:.4f}%\" "
              f"data-angstrom=\"{bar_a:g}\" title=\"{bar_a:g} &Aring;\"></span>")
@@ -110,4 +114,5 @@ def tile(u8, *, rank, cls, ref, pop, score, res, kept, size, bar) -> str:
             f"<figcaption><span class=\"rank\">#{rank}</span> class {cls}"
             + ("" if kept else " <span class=\"flag\">rejected</span>")
             + f"<br>ref {ref}<br>assigned {pop} &middot; score {score_txt}<br>res {res_txt}"
-            "</figcaption></figure>\n")
+            + (f"<br>particles kept {frac}" if frac else "")
+            + "</figcaption></figure>\n")

@@ -181,7 +181,7 @@ class _Stack:
 # -- the report ---------------------------------------------------------------------------------
 def write_report(path, *, averages, class_ids, reference_ids=None, populations, scores=None,
                  ranks=None, class_distances=None, title="classavg report", metadata=None,
-                 pixel_size=None, resolutions=None, kept=None,
+                 pixel_size=None, resolutions=None, kept=None, kept_fractions=None,
                  max_thumbnail_px=128) -> Path:
     """Write a self-contained HTML report of class averages.
 
@@ -229,6 +229,9 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
     kept : array_like of bool, shape (k,), optional
         Whether each class is kept (True) or rejected by the automatic selection (default:
         all kept); the gallery filter shows either or both.
+    kept_fractions : array_like of float, shape (k,), optional
+        Fraction of each class's assigned particles that the junk rejection kept (NaN: none
+        assigned), shown per tile when given.
     max_thumbnail_px : int, optional
         Thumbnails larger than this are mean-binned by an integer factor to at most this size
         (default 128; averages of 64 x 64 are stored at their native size).
@@ -266,6 +269,8 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
     if kept.dtype != bool:
         raise ValueError(f"kept must hold booleans, got dtype {kept.dtype}")
     kept = _vector("kept", kept, k, dtype=bool)
+    kept_fractions = _vector("kept_fractions", kept_fractions, k, dtype=np.float64,
+                             allow_none=True)
     if class_distances is not None:
         class_distances = np.asarray(class_distances, dtype=np.float64)
         if class_distances.ndim != 2 or class_distances.shape[1] < 1:
@@ -295,7 +300,8 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
                         class_ids=class_ids, reference_ids=reference_ids,
                         populations=populations, scores=scores, ranks=ranks,
                         class_distances=class_distances, title=title, metadata=metadata,
-                        pixel_size=pixel_size, resolutions=resolutions, kept=kept)
+                        pixel_size=pixel_size, resolutions=resolutions, kept=kept,
+                        kept_fractions=kept_fractions)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -307,7 +313,8 @@ def write_report(path, *, averages, class_ids, reference_ids=None, populations, 
 
 
 def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, populations,
-                scores, ranks, class_distances, title, metadata, pixel_size, resolutions, kept):
+                scores, ranks, class_distances, title, metadata, pixel_size, resolutions, kept,
+                kept_fractions=None):
     from ._plots import distance_figure, rank_figure
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -360,7 +367,9 @@ def _write_html(fh, *, stack, k, L, factor, thumb, class_ids, reference_ids, pop
                                pop=populations[i],
                                score=None if scores is None else scores[i],
                                res=None if resolutions is None else resolutions[i],
-                               kept=bool(kept[i]), size=thumb, bar=(bar_a, bar_pct)))
+                               kept=bool(kept[i]), size=thumb, bar=(bar_a, bar_pct),
+                               kept_fraction=(None if kept_fractions is None
+                                              else kept_fractions[i])))
         fh.write("".join(parts))
         bar.update(u8.shape[0])
     bar.close()
