@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from classavg._grid import centered_grid, disk_mask, rfft_rings
-from classavg.selection.junk import (JunkRejector, _ring_average, mixture_threshold,
-                                     particle_scores, robust_upper, whitening_filter)
+from classavg.selection.junk import (JunkRejector, mixture_threshold, particle_scores,
+                                     robust_upper, whitening_filter)
+from classavg.sources.centering import ring_average
 from classavg.sources.junk import shift_nonperiodic
 
 L = 32
@@ -45,7 +46,7 @@ def test_fit_of_a_scaled_model_in_white_noise(flat):
     n, a = 400, 0.8
     m = np.broadcast_to(asymmetric_model(L), (n, L, L))
     x = a * m + rng.standard_normal((n, L, L))
-    refs = np.broadcast_to(_ring_average(m[:1])[0], (n, L, L))
+    refs = np.broadcast_to(ring_average(m[:1])[0], (n, L, L))
     s = particle_scores(x, m, refs, flat)
     norm = np.sqrt((m[0] ** 2 * disk_mask(L)).sum())
     se = 1 / np.sqrt(n)
@@ -101,7 +102,7 @@ def test_scores_follow_the_image_and_ignore_the_model_scale(k, scale, seed):
     rng = np.random.default_rng(seed)
     m = asymmetric_model(L)[None]
     x = m + rng.standard_normal((1, L, L))
-    t = _ring_average(m)
+    t = ring_average(m)
     wf = whitening_filter(np.ones(L), L)
     base = particle_scores(x, m, t, wf)
     g = _SYMMETRIES[k]

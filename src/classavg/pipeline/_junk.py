@@ -11,19 +11,29 @@ import logging
 import time
 
 import numpy as np
+import pandas as pd
 import scipy.fft as sfft
+import starfile
 
 from .._progress import progress
 from ..averaging._transform import shift_images
 from ..basis import DenseFBTransform, FourierBesselBasis2D
-from ..selection.junk import (SCORE_NAMES, JunkRejector, _ring_average, particle_scores,
+from ..selection.junk import (SCORE_NAMES, JunkRejector, particle_scores,
                               whitening_filter)
+from ..sources.centering import ring_average
 from ..sources.chain import resolve_chain
 from ..sources.ctf import evaluate_ctf
 from ..sources.whitening import estimate_noise_psd
 from ._relion import partition_members
 
-__all__ = ["scoring_assignment", "score_particles", "reject_junk"]
+__all__ = ["scoring_assignment", "score_particles", "reject_junk", "class_models",
+           "add_junk_columns", "junk_arrays", "write_junk_particles", "PARTICLE_LABELS"]
+
+#: classavg labels of particles.star with junk rejection (:mod:`classavg.selection.junk`)
+#: -> score; ``_classavgKept`` (1/0) is the decision.
+_PARTICLE_SCORES = {"classavgFitScore": "fit", "classavgBlobScore": "blob",
+                    "classavgAmplitude": "amplitude", "classavgExtraDensity": "extra"}
+PARTICLE_LABELS = tuple(_PARTICLE_SCORES) + ("classavgKept",)
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +121,7 @@ def _global_reference(averages, particle_class, batch_size):
     for a in range(0, K, batch_size):
         total = total + np.tensordot(pop[a:a + batch_size],
                                      np.asarray(averages[a:a + batch_size], np.float64), 1)
-    return _ring_average((total / pop.sum())[None])[0]
+    return ring_average(total / pop.sum())
 
 
 def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_size=1024,
@@ -221,3 +231,41 @@ def reject_junk(cas, averages, rotations, shifts, particle_class, options=None, 
                 record["n_kept_particles"], len(scores["fit"]), record["n_kept_classes"],
                 decision.class_kept.size)
     return scores, decision, order, record
+
+
+# -- outputs ------------------------------------------------------------------------------
+def add_junk_columns(classes, rank, scores, decision):
+    """classes.star: the decision per class and the medians of its assigned particles."""
+    K = len(classes)
+    classes["classavgKept"] = decision.class_kept.astype(np.int64)
+    classes["classavgKeptFraction"] = decision.class_kept_fraction
+    for label, key in (("classavgMedianFitScore", "fit"),
+                       ("classavgMedianExtraDensity", "extra")):
+        v = pd.Series(scores[key]).groupby(rank).median()
+        classes[label] = v.reindex(np.arange(1, K + 1)).to_numpy()
+
+
+def junk_arrays(result):
+    if result is None:
+        return {}
+    scores, decision, _ = result
+    return {"particle_kept": decision.particle_kept, "class_kept": decision.class_kept,
+            **{f"particle_{k}_score": v for k, v in scores.items()}}
+
+
+def write_junk_particles(table, stage, scores, decision):
+    """particles.star (every particle) with the scores and the decision, and its two parts:
+    selected_particles.star (kept) and rejected_particles.star."""
+    parts = table["particles"].copy()
+    for label, key in _PARTICLE_SCORES.items():
+        parts[label] = scores[key]
+    parts["classavgKept"] = decision.particle_kept.astype(np.int64)
+    paths = {}
+    for name, rows in (("particles.star", slice(None)),
+                       ("selected_particles.star", decision.particle_kept),
+                       ("rejected_particles.star", ~decision.particle_kept)):
+        out = dict(table)
+        out["particles"] = parts[rows].reset_index(drop=True)
+        starfile.write(out, stage / name)
+        paths[name] = stage / name
+    return paths

@@ -72,6 +72,8 @@ from ..io._outdir import (check_output_dir, make_stage, os_errors_name,
                           remove_previous_outputs, sigterm_exits, source_files)
 from ..io.mrc import write_stack
 from ..sources.chain import resolve_chain
+from ._junk import (PARTICLE_LABELS, add_junk_columns, junk_arrays,
+                    write_junk_particles)
 from ._quality import class_resolution
 from ._relion import (averages_optics, partition_members, project_image_names, project_path,
                       relion_poses, translations_after_mirror)
@@ -83,12 +85,6 @@ __all__ = ["write_outputs", "read_class_table", "particle_partition", "OUTPUT_NA
 OUTPUT_NAMES = ("class_averages.mrcs", "class_averages_mirrored.mrcs", "class_averages.star",
                 "classes.star", "class_table.npz", "particles.star",
                 "selected_particles.star", "rejected_particles.star", "report.html", "run.json")
-
-#: classavg labels of particles.star with junk rejection (:mod:`classavg.selection.junk`)
-#: -> score; ``_classavgKept`` (1/0) is the decision.
-_PARTICLE_SCORES = {"classavgFitScore": "fit", "classavgBlobScore": "blob",
-                    "classavgAmplitude": "amplitude", "classavgExtraDensity": "extra"}
-PARTICLE_LABELS = tuple(_PARTICLE_SCORES) + ("classavgKept",)
 
 logger = logging.getLogger(__name__)
 
@@ -350,7 +346,7 @@ def _write_all(cas, stage, record, report, batch_size, project, junk):
     classes = _classes_table(cas, number)
     classes["classavgResolutionAngst"] = resolution
     if junk_result is not None:
-        _add_junk_columns(classes, rank, *junk_result[:2])
+        add_junk_columns(classes, rank, *junk_result[:2])
     starfile.write({"classes": classes}, stage / "classes.star")
     paths["classes.star"] = stage / "classes.star"
 
@@ -359,7 +355,7 @@ def _write_all(cas, stage, record, report, batch_size, project, junk):
                         selection_indices=sel, rotations=rot, shifts=sh, scores=sc,
                         particle_class_rank=rank, particle_class_number=number,
                         particle_translations=translations,
-                        **_junk_arrays(junk_result))
+                        **junk_arrays(junk_result))
     paths["class_table.npz"] = stage / "class_table.npz"
 
     if names is not None:
@@ -368,7 +364,7 @@ def _write_all(cas, stage, record, report, batch_size, project, junk):
             starfile.write(table, stage / "particles.star")
             paths["particles.star"] = stage / "particles.star"
         else:
-            paths.update(_write_junk_particles(table, stage, *junk_result[:2]))
+            paths.update(write_junk_particles(table, stage, *junk_result[:2]))
     cas.timings["writing"] = time.perf_counter() - t0
 
     if report:
@@ -409,43 +405,6 @@ def _write_all(cas, stage, record, report, batch_size, project, junk):
     with open(stage / "run.json", "w") as f:
         json.dump(rec, f, indent=2, default=_json_default)
     paths["run.json"] = stage / "run.json"
-    return paths
-
-
-def _add_junk_columns(classes, rank, scores, decision):
-    """classes.star: the decision per class and the medians of its assigned particles."""
-    K = len(classes)
-    classes["classavgKept"] = decision.class_kept.astype(np.int64)
-    classes["classavgKeptFraction"] = decision.class_kept_fraction
-    for label, key in (("classavgMedianFitScore", "fit"),
-                       ("classavgMedianExtraDensity", "extra")):
-        v = pd.Series(scores[key]).groupby(rank).median()
-        classes[label] = v.reindex(np.arange(1, K + 1)).to_numpy()
-
-
-def _junk_arrays(result):
-    if result is None:
-        return {}
-    scores, decision, _ = result
-    return {"particle_kept": decision.particle_kept, "class_kept": decision.class_kept,
-            **{f"particle_{k}_score": v for k, v in scores.items()}}
-
-
-def _write_junk_particles(table, stage, scores, decision):
-    """particles.star (every particle) with the scores and the decision, and its two parts:
-    selected_particles.star (kept) and rejected_particles.star."""
-    parts = table["particles"].copy()
-    for label, key in _PARTICLE_SCORES.items():
-        parts[label] = scores[key]
-    parts["classavgKept"] = decision.particle_kept.astype(np.int64)
-    paths = {}
-    for name, rows in (("particles.star", slice(None)),
-                       ("selected_particles.star", decision.particle_kept),
-                       ("rejected_particles.star", ~decision.particle_kept)):
-        out = dict(table)
-        out["particles"] = parts[rows].reset_index(drop=True)
-        starfile.write(out, stage / name)
-        paths[name] = stage / name
     return paths
 
 

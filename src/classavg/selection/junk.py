@@ -90,6 +90,7 @@ import scipy.fft as sfft
 
 from .._grid import disk_mask, radial_grid, rfft_rings
 from .._validation import check_float
+from ..sources.centering import ring_average
 
 __all__ = ["whitening_filter", "particle_scores", "mixture_threshold", "robust_upper",
            "JunkDecision", "JunkRejector", "SCORE_NAMES"]
@@ -107,17 +108,6 @@ def whitening_filter(psd, L):
     ring, _ = rfft_rings(L)
     psd = np.asarray(psd, dtype=np.float64)
     return 1.0 / np.sqrt(psd[np.minimum(ring, psd.size - 1)])
-
-
-def _ring_average(images):
-    """Rotational average about the centre pixel of a stack, (k, L, L) (nearest ring)."""
-    L = images.shape[-1]
-    r = np.rint(radial_grid(L)).astype(np.int64).ravel()
-    n_r = int(r.max()) + 1
-    counts = np.bincount(r, minlength=n_r)
-    flat = images.reshape(images.shape[0], -1)
-    prof = np.stack([np.bincount(r, weights=row, minlength=n_r) for row in flat]) / counts
-    return prof[:, r].reshape(images.shape)
 
 
 def particle_scores(images, models, references, wfilter, *, min_distance=None):
