@@ -187,7 +187,7 @@ def _read_run(run_dir):
 def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run,
             kept_only=False):
     keep = np.ones(K, bool) if chosen is None else np.isin(np.arange(1, K + 1), chosen)
-    for label, values in (("classes", chosen), ("exclude", exclude)):
+    for label, values in (("classes (--classes)", chosen), ("exclude (--exclude)", exclude)):
         bad = [v for v in values or () if v > K]
         if bad:
             raise ParameterError(
@@ -200,7 +200,8 @@ def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run,
         keep &= pop >= min_population
     if max_resolution is not None:
         if "classavgResolutionAngst" not in classes.columns:
-            raise ParameterError(f"max_resolution: {str(run / 'classes.star')!r} has no "
+            raise ParameterError(f"max_resolution (--max-resolution): "
+                                 f"{str(run / 'classes.star')!r} has no "
                                  "_classavgResolutionAngst column (written by classavg runs "
                                  "that estimate the resolution of each class)")
         res = pd.to_numeric(classes["classavgResolutionAngst"], errors="coerce").to_numpy()
@@ -213,7 +214,8 @@ def _choose(classes, K, *, chosen, exclude, min_population, max_resolution, run,
         keep &= classes["classavgKept"].to_numpy().astype(int) == 1
     if not keep.any():
         raise ParameterError(f"no class of run {str(run)!r} is left by the selection "
-                             "(classes, exclude, min_population, max_resolution, kept_only)")
+                             "(--classes, --exclude, --min-population, --max-resolution, "
+                             "--kept-only)")
     return np.flatnonzero(keep) + 1
 
 
@@ -302,8 +304,8 @@ def select_classes(run_dir, output, *, classes=None, exclude=None, classes_from=
         min_population = check_int("min_population", min_population, min=0)
     max_resolution = check_float("max_resolution", max_resolution, min=0.0,
                                  min_inclusive=False, allow_none=True)
-    chosen = _as_list(classes, "classes")
-    exclude = _as_list(exclude, "exclude")
+    chosen = _as_list(classes, "classes (--classes)")
+    exclude = _as_list(exclude, "exclude (--exclude)")
     if classes_from is not None:
         chosen = sorted(set(chosen or ()) | set(read_class_list(classes_from)))
     run = Path(run_dir)
