@@ -94,7 +94,8 @@ def main(argv=None):
                    **evaluate(sim.kinds, paths), "seconds": round(seconds, 1),
                    "scoring_seconds": round(cas.timings.get("junk_scoring", 0.0), 1)}
             rec = json.loads(paths["run.json"].read_text())["junk_rejection"]["thresholds"]
-            res["thresholds"] = {k: rec[k] for k in ("min_fit", "min_fit_score", "max_extra")}
+            res["thresholds"] = {k: rec[k] for k in ("fit_tests", "min_fit", "min_blob",
+                                                     "max_extra")}
             if a.timing:
                 _, base, _ = run_set(folder, False, a.seed)
                 res["seconds_without_scoring"] = round(base, 1)

@@ -89,7 +89,9 @@ def add_pipeline_arguments(p, *, n_classes=None):
                         "particle files (default: reject junk when the preset does, 1.4.0+)")
     p.add_argument("--min-fit-score", type=float, default=None, metavar="Z",
                    help="reject particles whose fit to their class model is below Z noise "
-                        "SDs (default: found per data set by a two-component mixture)")
+                        "SDs, instead of the default tests (the class-model and symmetric-"
+                        "reference scores, each with the threshold of a two-component mixture "
+                        "when it finds two populations)")
     p.add_argument("--max-extra-density", type=float, default=None, metavar="Z",
                    help="reject particles with unexplained density away from the centre "
                         "above Z noise SDs (default: median + 4 robust SDs of the data set)")

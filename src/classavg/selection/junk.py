@@ -51,15 +51,14 @@ unless given (``"auto"``):
 * ``max_extra`` = median + ``extra_mads`` (default 3) robust standard deviations (1.4826
   MAD) of ``e`` over all particles: ``e`` follows the noise-only law for every particle
   without a second object, so a data set without junk keeps all but a Gaussian tail.
-* ``min_fit``: a two-component Gaussian mixture (EM) of each fit score, ``z`` and ``b``.
-  When the components of one are separated (Ashman's
+* ``min_fit`` (for ``z``) and ``min_blob`` (for ``b``): a two-component Gaussian mixture
+  (EM) of each score.  When its components are separated (Ashman's
   :math:`D = \sqrt2 |\mu_1 - \mu_2| / \sqrt{\sigma_1^2 + \sigma_2^2} > 2` [2]_, and the
-  lower holds at least 2 % of the particles), the better separated score is used, with the
-  threshold where the two weighted densities cross between the means; when neither is (one
-  population: no junk to find) the threshold is ``-inf`` and nothing is rejected by fit.
-  A particle in no selected class (a run limited to ``n_classes``) has no class model: it
-  is scored against the symmetric reference and tested by ``b`` with the threshold of the
-  ``b`` mixture.
+  lower holds at least 2 % of the particles), the threshold is where the two weighted
+  densities cross between the means, and a particle must pass every such test; a score
+  whose values form one population (no junk to find) gives ``-inf``: no test.  A particle
+  in no selected class (a run limited to ``n_classes``) has no class model and is tested by
+  ``b`` alone.  A given ``min_fit`` replaces both tests by ``z >= min_fit``.
 
 A class is kept when at least ``class_fraction`` (default 1/2) of the particles assigned to it
 pass their tests (a class with none assigned: when its reference does); particles in rejected
@@ -307,19 +306,17 @@ class JunkRejector:
         info = {}
         fit_name = "fit"
         if self.min_fit == "auto":
-            # the fit score that separates best: the class model's (particles in a class)
-            # or the symmetric reference's (all); particles in no class have only the latter
+            # each fit score whose mixture separates gives a test; a particle must pass all:
+            # the class model's (particles in a class) and the symmetric reference's (all)
             thr_fit, mix_fit = mixture_threshold(fit[has])
             thr_blob, mix_blob = mixture_threshold(blob)
             info = {"fit_mixture": mix_fit, "blob_mixture": mix_blob}
-            use_blob = (np.isfinite(thr_blob) and
-                        (not np.isfinite(thr_fit) or mix_blob["separation"] >
-                         mix_fit["separation"]))
-            fit_name = "blob" if use_blob else "fit"
-            min_fit = thr_blob if use_blob else thr_fit
-            test = np.where(has & ~use_blob, fit >= thr_fit, blob >= thr_blob)
+            fit_name = "+".join(name for name, t in (("fit", thr_fit), ("blob", thr_blob))
+                                if np.isfinite(t)) or "none"
+            min_fit = thr_fit
+            test = (~has | (fit >= thr_fit)) & (blob >= thr_blob)
         else:
-            min_fit = self.min_fit
+            min_fit = thr_blob = self.min_fit
             test = fit >= min_fit
         max_extra = (robust_upper(extra, self.extra_mads) if self.max_extra == "auto"
                      else self.max_extra)
@@ -334,9 +331,8 @@ class JunkRejector:
                               passed[np.asarray(references, dtype=np.int64)])
         kept = passed & np.where(has, class_kept[np.maximum(cls, 0)], True)
         thresholds = {"min_fit": float(min_fit), "max_extra": float(max_extra),
-                      "min_fit_score": fit_name,
-                      "min_blob_no_class": (float(thr_blob) if self.min_fit == "auto"
-                                            else float(min_fit)),
+                      "fit_tests": fit_name,
+                      "min_blob": float(thr_blob),
                       "min_fit_rule": "given" if self.min_fit != "auto" else "mixture",
                       "max_extra_rule": ("given" if self.max_extra != "auto"
                                          else f"median + {self.extra_mads:g} robust SD"),
