@@ -120,6 +120,14 @@ def test_mixture_threshold_between_two_populations_and_none_in_one():
     one = rng.normal(12, 2, 10000) * rng.uniform(0.8, 1.2, 10000)  # amplitude spread
     thr, info = mixture_threshold(one)
     assert thr == -np.inf and info["separation"] <= 2
+    # two populations of particles (views that fit better than others) are not junk
+    views = np.concatenate([rng.normal(20, 2, 5000), rng.normal(35, 3, 5000)])
+    thr, info = mixture_threshold(views)
+    assert info["separation"] > 2 and info["mean_ratio"] > 0.5 and thr == -np.inf
+    # a small population above the particles (dense contamination) is not a low tail of junk
+    high = np.concatenate([rng.normal(16, 5, 9700), rng.normal(36, 7, 300)])
+    thr, info = mixture_threshold(high)
+    assert thr == -np.inf
 
 
 def test_robust_upper_of_a_gaussian():

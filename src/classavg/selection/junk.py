@@ -52,9 +52,11 @@ unless given (``"auto"``):
   MAD) of ``e`` over all particles: ``e`` follows the noise-only law for every particle
   without a second object, so a data set without junk keeps all but a Gaussian tail.
 * ``min_fit`` (for ``z``) and ``min_blob`` (for ``b``): a two-component Gaussian mixture
-  (EM) of each score.  When its components are separated (Ashman's
-  :math:`D = \sqrt2 |\mu_1 - \mu_2| / \sqrt{\sigma_1^2 + \sigma_2^2} > 2` [2]_, and the
-  lower holds at least 2 % of the particles), the threshold is where the two weighted
+  (EM) of each score.  It gives a test when its components are separated (Ashman's
+  :math:`D = \sqrt2 |\mu_1 - \mu_2| / \sqrt{\sigma_1^2 + \sigma_2^2} > 2` [2]_) and the
+  lower one looks like junk: between 2 % and half of the particles (junk is the minority),
+  with at most half the upper one's mean (noise scores near 0; a lower population with more
+  signal is a split of the particles themselves).  The threshold is where the two weighted
   densities cross between the means, and a particle must pass every such test; a score
   whose values form one population (no junk to find) gives ``-inf``: no test.  A particle
   in no selected class (a run limited to ``n_classes``) has no class model and is tested by
@@ -192,7 +194,7 @@ def _gmm2(v, n_iter=200):
     return w[order], mu[order], sd[order]
 
 
-def mixture_threshold(values, *, min_separation=2.0, min_weight=0.02):
+def mixture_threshold(values, *, min_separation=2.0, min_weight=0.02, max_mean_ratio=0.5):
     """The ``min_fit`` rule of the module docstring: the crossing of a separated two-component
     Gaussian mixture, else ``-inf``.
 
@@ -208,7 +210,12 @@ def mixture_threshold(values, *, min_separation=2.0, min_weight=0.02):
     w, mu, sd = _gmm2(v)
     sep = float(np.sqrt(2) * (mu[1] - mu[0]) / np.sqrt(sd[0] ** 2 + sd[1] ** 2))
     info = {"weights": w.tolist(), "means": mu.tolist(), "sds": sd.tolist(), "separation": sep}
-    if sep <= min_separation or w[0] < min_weight:
+    info["mean_ratio"] = float(mu[0] / mu[1]) if mu[1] > 0 else np.inf
+    # the lower population must look like junk: at most half the particles' signal (noise
+    # alone scores near 0), not a split of the particles themselves (views that fit better)
+    # and junk is the minority (the lower population holds at most half of the particles)
+    if (sep <= min_separation or not min_weight <= w[0] <= 0.5
+            or not info["mean_ratio"] <= max_mean_ratio):
         return -np.inf, info
     grid = np.linspace(mu[0], mu[1], 2001)
     dens = w[:, None] / sd[:, None] * np.exp(-0.5 * ((grid - mu[:, None]) / sd[:, None]) ** 2)
