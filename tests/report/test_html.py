@@ -416,3 +416,10 @@ def test_defaults_all_kept_and_no_resolution(tmp_path):
 def test_bad_resolution_kept_ranks(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         report(tmp_path, k=3, **bad)
+
+
+def test_empty_options_read_as_defaults_not_none():
+    """A preset's ``center={}`` / ``junk={}`` means on with the defaults; None means off."""
+    from classavg.report.html import _render_value
+
+    assert "defaults" in _render_value({}) and "none" in _render_value(None)

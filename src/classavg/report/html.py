@@ -99,8 +99,8 @@ def _render_value(value, *, key="", depth=0) -> str:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, dict):
-        if not value:
-            return "<em>none</em>"
+        if not value:            # an empty options dict: the part is on, with its defaults
+            return "<em>defaults</em>"
         if depth >= 4:
             return _esc(repr(value))
         return _render_table(value, timings="timing" in str(key).lower(), depth=depth + 1)
