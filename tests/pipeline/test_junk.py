@@ -171,3 +171,15 @@ def test_select_kept_only(junk_run, tmp_path):
     selected = starfile.read(paths["selected_particles.star"], always_dict=True)["particles"]
     # kept particles all sit in kept classes: the same set as selected_particles.star
     assert set(parts["rlnImageName"]) == set(selected["rlnImageName"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-extra-density", "nan"], "--max-extra-density must be a finite number"),
+    (["--min-fit-score", "3", "--no-junk-rejection"], "cannot go with --no-junk-rejection"),
+])
+def test_cli_junk_options_are_checked_first(tmp_path, junk_run, capsys, argv, message):
+    project, *_ = junk_run
+    out = tmp_path / "o"
+    assert main(["run", str(project / "data" / "particles.star"), "--data-dir", str(project),
+                 "-o", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -52,6 +52,7 @@ def run(args):
     from .main import UserError
 
     check_threads(args)
+    junk = junk_arguments(args)                  # its flags checked before anything runs
     try:
         preset = get_preset(args.preset)
     except ValueError as exc:
@@ -73,7 +74,7 @@ def run(args):
     _, paths = run_classavg(
         src, out, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,
         seed=args.seed, overwrite=True, report=not args.no_report, batch_size=args.batch_size,
-        **dask_arguments(args), **junk_arguments(args),
+        **dask_arguments(args), **junk,
         classifier_options=units["classifier_options"],
         averager_options=units["averager_options"],
         record={"input_star": str(star), "input_file": str(star),

@@ -127,11 +127,20 @@ def add_length_arguments(p):
 
 def junk_arguments(args):
     """The ``run_classavg`` keywords of the junk options."""
+    import math
+
+    from .main import UserError
+
     opts = {}
-    if args.min_fit_score is not None:
-        opts["min_fit"] = args.min_fit_score
-    if args.max_extra_density is not None:
-        opts["max_extra"] = args.max_extra_density
+    for flag, key, value in (("--min-fit-score", "min_fit", args.min_fit_score),
+                             ("--max-extra-density", "max_extra", args.max_extra_density)):
+        if value is not None:
+            if not math.isfinite(value):
+                raise UserError(f"{flag} must be a finite number of noise SDs, got {value}")
+            if args.no_junk_rejection:
+                raise UserError(f"{flag} sets a junk-rejection threshold: it cannot go with "
+                                "--no-junk-rejection")
+            opts[key] = value
     return {"junk_rejection": False if args.no_junk_rejection else None,
             "junk_options": opts or None}
 
@@ -171,6 +180,7 @@ def run(args):
     from .main import UserError
 
     check_threads(args)
+    junk = junk_arguments(args)                  # its flags checked before anything runs
     try:
         preset = get_preset(args.preset)                   # fail fast on an unknown preset
     except ValueError as exc:
@@ -183,7 +193,7 @@ def run(args):
     _, paths = run_classavg(
         src, args.output, preset=args.preset, n_nbor=args.n_nbor, n_classes=args.n_classes,
         seed=args.seed, overwrite=args.overwrite, report=not args.no_report,
-        batch_size=args.batch_size, **dask_arguments(args), **junk_arguments(args),
+        batch_size=args.batch_size, **dask_arguments(args), **junk,
         classifier_options=units["classifier_options"],
         averager_options=units["averager_options"],
         record={"input_star": str(args.particles), "input_file": str(args.particles),
