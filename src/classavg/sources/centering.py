@@ -249,7 +249,9 @@ def _phase_ramp(L, shifts):
     ky = np.fft.fftfreq(L)[:, None]
     kx = np.fft.rfftfreq(L)[None, :]
     t = np.asarray(shifts, dtype=np.float64)
-    return np.exp(-2j * np.pi * (kx * t[:, 0, None, None] + ky * t[:, 1, None, None]))
+    # separable: two 1-D exponentials per image and one outer product, not L^2 exponentials
+    return (np.exp(-2j * np.pi * ky[None] * t[:, 1, None, None])
+            * np.exp(-2j * np.pi * kx[None] * t[:, 0, None, None]))
 
 
 def _effective_ctf(src, indices, flipped):
