@@ -183,3 +183,4 @@ def test_cli_junk_options_are_checked_first(tmp_path, junk_run, capsys, argv, me
     assert main(["run", str(project / "data" / "particles.star"), "--data-dir", str(project),
                  "-o", str(out), *argv]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+

@@ -16,9 +16,8 @@ import scipy.fft as sfft
 import starfile
 
 from .._progress import progress
-from ..averaging._transform import shift_images
 from ..basis import DenseFBTransform, FourierBesselBasis2D
-from ..selection.junk import (SCORE_NAMES, JunkRejector, particle_scores,
+from ..selection.junk import (SCORE_NAMES, JunkRejector, particle_scores_fourier,
                               whitening_filter)
 from ..sources.centering import ring_average
 from ..sources.chain import resolve_chain
@@ -27,6 +26,7 @@ from ..sources.whitening import estimate_noise_psd
 from ._relion import partition_members
 
 __all__ = ["scoring_assignment", "score_particles", "reject_junk", "class_models",
+           "class_model_spectra",
            "add_junk_columns", "junk_arrays", "write_junk_particles", "PARTICLE_LABELS"]
 
 #: classavg labels of particles.star with junk rejection (:mod:`classavg.selection.junk`)
@@ -75,7 +75,8 @@ def class_models(averages, rows, rotations, shifts, mirrors, basis, dense):
     :mod:`classavg.averaging._transform`) is undone on its class average: rotate by
     ``-theta``, shift by ``-s``, mirror -- computed as the mirror of the rotated
     Fourier-Bessel coefficients (a conjugation), one synthesis, then one Fourier shift by
-    ``(-s_x, s_y)`` for mirrored members (mirror and shift commute up to the sign of ``y``).
+    ``(-s_x, s_y)`` for mirrored members (mirror and shift commute up to the sign of ``y``;
+    the Nyquist phase ``cos(pi s)`` as in :func:`~classavg.averaging._transform.shift_images`).
 
     Parameters
     ----------
@@ -93,15 +94,33 @@ def class_models(averages, rows, rotations, shifts, mirrors, basis, dense):
     ndarray, shape (k, L, L), float64
         Band-limited, zero outside the disk of radius ``L / 2`` before the shift.
     """
+    L = np.shape(averages)[-1]
+    return sfft.irfft2(class_model_spectra(averages, rows, rotations, shifts, mirrors, basis,
+                                           dense), s=(L, L), axes=(-2, -1), workers=-1)
+
+
+def class_model_spectra(averages, rows, rotations, shifts, mirrors, basis, dense):
+    """The ``rfft2`` of :func:`class_models` (no FFT shift: the centre at pixel ``L // 2``),
+    (k, L, L // 2 + 1): the shift is applied as a phase, with no inverse transform."""
+    L = np.shape(averages)[-1]
     u, inv = np.unique(rows, return_inverse=True)
     coef = dense.expand(np.asarray(averages[u], dtype=np.float64))[inv]
     coef = basis.rotate(coef, -np.asarray(rotations, np.float64))
     mirrors = np.asarray(mirrors, dtype=bool)
     coef[mirrors] = np.conj(coef[mirrors])
-    img = np.asarray(dense.evaluate(coef), dtype=np.float64)
+    F = sfft.rfft2(np.asarray(dense.evaluate(coef), dtype=np.float64), axes=(-2, -1),
+                   workers=-1)
     sh = -np.asarray(shifts, dtype=np.float64)
     sh[mirrors, 1] *= -1
-    return shift_images(img, sh)
+    ky, kx = np.fft.fftfreq(L), np.fft.rfftfreq(L)
+    py = np.exp(-2j * np.pi * ky[None, :] * sh[:, 1, None])
+    px = np.exp(-2j * np.pi * kx[None, :] * sh[:, 0, None])
+    if L % 2 == 0:      # the Nyquist phase as shift_images takes it: cos(pi s), real
+        py[:, L // 2] = np.cos(np.pi * sh[:, 1])
+        px[:, -1] = np.cos(np.pi * sh[:, 0])
+    F *= py[:, :, None]
+    F *= px[:, None, :]
+    return F
 
 
 def _rfft_ctf(src, indices, flipped):
@@ -167,24 +186,27 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
     basis = FourierBesselBasis2D(L, dtype=np.float64)
     dense = DenseFBTransform(basis)
     ref = _global_reference(averages, np.asarray(particle_class), batch_size)
+    ref_f = sfft.rfft2(ref)                        # centred at L // 2, like the images
     out = {k: np.full(n, np.nan) for k in SCORE_NAMES}
     scored = np.flatnonzero(row >= 0)
     for a in progress(range(0, n, batch_size), desc="scoring particles"):
         idx = np.arange(a, min(a + batch_size, n))
         r, c = row[idx], col[idx]
         has = r >= 0
-        model = np.empty((idx.size, L, L))
-        model[has] = class_models(averages, r[has], rotations[r[has], c[has]],
-                                  shifts[r[has], c[has]], refl[r[has], c[has]], basis, dense)
         # a particle in no selected class: its model is the symmetric reference (fit = blob)
-        model[~has] = ref
-        refs = np.broadcast_to(ref, model.shape)
+        M = np.broadcast_to(ref_f, (idx.size,) + ref_f.shape).copy()
+        if has.any():
+            M[has] = class_model_spectra(averages, r[has], rotations[r[has], c[has]],
+                                         shifts[r[has], c[has]], refl[r[has], c[has]], basis,
+                                         dense)
+        T = np.broadcast_to(ref_f, M.shape)
         if use_ctf:
             h = _rfft_ctf(src, idx, flipped)
-            model = sfft.irfft2(sfft.rfft2(model, axes=(-2, -1)) * h, s=(L, L), axes=(-2, -1))
-            refs = sfft.fftshift(sfft.irfft2(sfft.rfft2(sfft.ifftshift(ref)) * h, s=(L, L),
-                                             axes=(-2, -1)), axes=(-2, -1))
-        s = particle_scores(src.images[idx], model, refs, wf)
+            M = M * h
+            T = T * h
+        X = sfft.rfft2(np.asarray(src.images[idx], dtype=np.float64), axes=(-2, -1),
+                       workers=-1)
+        s = particle_scores_fourier(X * wf, M * wf, T * wf, L)
         for k in out:
             out[k][idx] = s[k]
     record = {"noise_psd": np.round(psd, 6).tolist(), "ctf_applied_to_models": bool(use_ctf),

@@ -12,12 +12,11 @@ so that the noise is white with unit variance and inner products are in units of
 Scores (per particle)
 ---------------------
 ``fit`` (:math:`z`)
-    The matched-filter significance of the class model in the particle, inside the disk
-    ``D`` of radius ``L / 2``:
+    The matched-filter significance of the class model in the particle, over the box:
 
-    .. math:: z = \frac{\langle x_w, m_w\rangle_D}{\lVert m_w\rVert_D},
+    .. math:: z = \frac{\langle x_w, m_w\rangle}{\lVert m_w\rVert},
 
-    distributed as :math:`N(a \lVert m_w\rVert_D, 1)` for ``x = a m + noise``.  Noise alone
+    distributed as :math:`N(a \lVert m_w\rVert, 1)` for ``x = a m + noise``.  Noise alone
     (empty ice, faint contamination) gives :math:`z` near 0 (plus the small bias of the
     alignment search), a particle ``a ||m_w||``: about the square root of its SNR times the
     number of pixels.  ``amplitude`` is the least-squares factor
@@ -89,11 +88,12 @@ import logging
 import numpy as np
 import scipy.fft as sfft
 
-from .._grid import disk_mask, radial_grid, rfft_rings
+from .._grid import radial_grid, rfft_rings
 from .._validation import check_float
 from ..sources.centering import ring_average
 
-__all__ = ["whitening_filter", "particle_scores", "mixture_threshold", "robust_upper",
+__all__ = ["whitening_filter", "particle_scores", "particle_scores_fourier",
+           "mixture_threshold", "robust_upper",
            "JunkDecision", "JunkRejector", "SCORE_NAMES"]
 
 logger = logging.getLogger(__name__)
@@ -133,32 +133,37 @@ def particle_scores(images, models, references, wfilter, *, min_distance=None):
     dict of ndarray, each (k,)
         ``fit``, ``blob``, ``amplitude`` and ``extra`` (float64).
     """
-    x = np.asarray(images, dtype=np.float64)
-    L = x.shape[-1]
+    def spectrum(a):
+        return sfft.rfft2(np.asarray(a, dtype=np.float64), axes=_AXES, workers=-1) * wfilter
+
+    L = np.shape(images)[-1]
+    return particle_scores_fourier(spectrum(images), spectrum(models), spectrum(references),
+                                   L, min_distance=min_distance)
+
+
+def particle_scores_fourier(X, M, T, L, *, min_distance=None):
+    """:func:`particle_scores` from the whitened spectra: ``rfft2`` (no shift: the box centre
+    at pixel ``L // 2``) of the images, models and references times the whitening filter,
+    each (k, L, L // 2 + 1).  Inner products are Parseval sums over the half plane; one
+    inverse FFT per image gives the residual's correlation with the reference at every
+    translation."""
     d0 = L / 8 if min_distance is None else float(min_distance)
+    _, weight = rfft_rings(L)
+    scale = weight / float(L * L)
 
-    def whiten(a):
-        return sfft.irfft2(sfft.rfft2(np.asarray(a, dtype=np.float64), axes=_AXES, workers=-1)
-                           * wfilter, s=(L, L), axes=_AXES, workers=-1)
+    def dot(A, B):
+        return np.einsum("kij,ij->k", (A * np.conj(B)).real, scale)
 
-    def dot(a, b):
-        return np.einsum("kij,kij->k", a, b)
-
-    xw, mw, tw = whiten(x), whiten(models), whiten(references)
-    disk = disk_mask(L)
-    mm = np.maximum(dot(mw * disk, mw), 1e-30)
-    xm = dot(xw * disk, mw)
+    mm = np.maximum(dot(M, M), 1e-30)
+    xm = dot(X, M)
     amp = xm / mm
-    tn = np.sqrt(np.maximum(dot(tw, tw), 1e-30))
-    resid = xw - amp[:, None, None] * mw
-    # cross-correlation with the reference at every translation (circular; 0 at the centre)
-    cc = sfft.irfft2(sfft.rfft2(sfft.ifftshift(resid, axes=_AXES), axes=_AXES, workers=-1)
-                     * np.conj(sfft.rfft2(sfft.ifftshift(tw, axes=_AXES), axes=_AXES,
-                                          workers=-1)), s=(L, L), axes=_AXES, workers=-1)
-    cc = sfft.fftshift(cc, axes=_AXES) / tn[:, None, None]
-    far = radial_grid(L) >= d0
-    extra = np.where(far, cc, -np.inf).reshape(len(x), -1).max(axis=1)
-    return {"fit": xm / np.sqrt(mm), "blob": dot(xw, tw) / tn, "amplitude": amp,
+    tn = np.sqrt(np.maximum(dot(T, T), 1e-30))
+    resid = X - amp[:, None, None] * M
+    # (r * t)(d) = sum_p r(p + d) t(p): lag d at index d (circular)
+    cc = sfft.irfft2(resid * np.conj(T), s=(L, L), axes=_AXES, workers=-1) / tn[:, None, None]
+    far = sfft.ifftshift(radial_grid(L)) >= d0          # |lag|, circular
+    extra = np.where(far, cc, -np.inf).reshape(len(X), -1).max(axis=1)
+    return {"fit": xm / np.sqrt(mm), "blob": dot(X, T) / tn, "amplitude": amp,
             "extra": extra}
 
 
