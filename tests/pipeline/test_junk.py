@@ -184,3 +184,13 @@ def test_cli_junk_options_are_checked_first(tmp_path, junk_run, capsys, argv, me
                  "-o", str(out), *argv]) == 2
     assert message in capsys.readouterr().err and not out.exists()
 
+
+
+def test_presets_before_1_4_keep_everything(tmp_path, junk_run):
+    """Versioned presets stay reproducible: 1.3.0 rejects nothing and writes no split."""
+    project, *_ = junk_run
+    src = RelionSource(project / "data" / "particles.star", data_dir=project)
+    _, paths = run_classavg(src.normalize_background(), tmp_path / "o", preset="1.3.0",
+                            n_nbor=10, n_classes=10, report=False, project_dir=project)
+    assert "selected_particles.star" not in paths
+    assert json.loads(paths["run.json"].read_text())["parameters"]["junk_rejection"] is None
