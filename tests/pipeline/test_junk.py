@@ -37,12 +37,13 @@ def junk_run(tmp_path_factory):
 def test_scoring_assignment_avoids_the_reference():
     members = np.array([[0, 1, 2], [1, 0, 3], [2, 3, 1]])
     dist = np.array([[0, 1.0, 2.0], [0, 0.5, 1.0], [0, 3.0, 0.2]])
-    row, col = scoring_assignment(members, dist)
+    row, col = scoring_assignment(members, dist, 4)
     # 0: only listed by class 1 besides its own; 1: nearest in class 2 (0.2 < 1.0);
     # 2: in class 0; 3: class 1 (1.0 < 3.0)
     np.testing.assert_array_equal(row, [1, 2, 0, 1])
     np.testing.assert_array_equal(col, [1, 2, 2, 2])
-    own_only = scoring_assignment(np.array([[0, 1], [2, 1]]), np.array([[0, 1.0], [0, 2.0]]))
+    own_only = scoring_assignment(np.array([[0, 1], [2, 1]]), np.array([[0, 1.0], [0, 2.0]]),
+                                  3)
     np.testing.assert_array_equal(own_only[0], [0, 0, 1])   # 0 and 2: their own classes
 
 
@@ -115,12 +116,17 @@ def test_relion_reads_the_particle_files(junk_run, tmp_path):
                                    rtol=1e-5)
 
 
+def _cli_run(project, out, *options):
+    """``classavg run`` on the fixture's data set into ``out``; the exit code."""
+    return main(["--no-progress", "run", str(project / "data" / "particles.star"),
+                 "--data-dir", str(project), "-o", str(out), *options])
+
+
 def test_cli_without_junk_rejection(tmp_path, junk_run):
     project, *_ = junk_run
     out = tmp_path / "o"
-    assert main(["--no-progress", "run", str(project / "data" / "particles.star"),
-                 "--data-dir", str(project), "-o", str(out), "--n-nbor", "10",
-                 "--n-classes", "20", "--no-junk-rejection", "--no-report"]) == 0
+    assert _cli_run(project, out, "--n-nbor", "10", "--n-classes", "20",
+                    "--no-junk-rejection", "--no-report") == 0
     assert not (out / "selected_particles.star").exists()
     assert "classavgKept" not in starfile.read(out / "classes.star").columns
     assert json.loads((out / "run.json").read_text())["parameters"]["junk_rejection"] is None
@@ -129,9 +135,8 @@ def test_cli_without_junk_rejection(tmp_path, junk_run):
 def test_given_thresholds_are_used(tmp_path, junk_run):
     project, *_ = junk_run
     out = tmp_path / "o"
-    assert main(["--no-progress", "run", str(project / "data" / "particles.star"),
-                 "--data-dir", str(project), "-o", str(out), "--n-nbor", "10",
-                 "--min-fit-score=-1e9", "--max-extra-density", "1e9", "--no-report"]) == 0
+    assert _cli_run(project, out, "--n-nbor", "10", "--min-fit-score=-1e9",
+                    "--max-extra-density", "1e9", "--no-report") == 0
     rec = json.loads((out / "run.json").read_text())["junk_rejection"]
     assert rec["thresholds"]["min_fit"] == -1e9 and rec["n_rejected_particles"] == 0
 
@@ -180,10 +185,8 @@ def test_select_kept_only(junk_run, tmp_path):
 def test_cli_junk_options_are_checked_first(tmp_path, junk_run, capsys, argv, message):
     project, *_ = junk_run
     out = tmp_path / "o"
-    assert main(["run", str(project / "data" / "particles.star"), "--data-dir", str(project),
-                 "-o", str(out), *argv]) == 2
+    assert _cli_run(project, out, *argv) == 2
     assert message in capsys.readouterr().err and not out.exists()
-
 
 
 def test_presets_before_1_4_keep_everything(tmp_path, junk_run):

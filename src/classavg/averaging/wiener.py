@@ -127,7 +127,7 @@ import scipy.fft as sfft
 from .._grid import rfft_rings
 from .._validation import check_choice, check_float
 from ..sources.base import CTF_COLUMNS, ImageSource
-from ..sources.ctf import evaluate_ctf
+from ..sources.ctf import evaluate_ctf, rfft_layout
 from ..sources.chain import resolve_chain
 
 __all__ = [
@@ -255,17 +255,6 @@ def transformed_defocus_angles(defocus_angle, refl, rotations):
     return np.where(refl, -a, a) + np.rad2deg(np.asarray(rotations, dtype=np.float64))
 
 
-def _rfft_layout(full):
-    """CTFs on the ``fftshift`` grid (..., L, L) -> the ``rfft2`` half plane (..., L, L//2+1)."""
-    L = full.shape[-1]
-    f = np.fft.ifftshift(full, axes=_AXES)
-    half = f[..., :L // 2 + 1].copy()
-    if L % 2 == 0:
-        # rfft column L/2 is kx = +1/2; the full grid holds kx = -1/2, and CTF(k) = CTF(-k).
-        half[..., L // 2] = f[..., (-np.arange(L)) % L, L // 2]
-    return half
-
-
 def member_ctfs(params, refl, rotations, L, pixel_size, dtype=np.float64):
     """CTFs of aligned members on the ``rfft2`` half plane.
 
@@ -288,7 +277,7 @@ def member_ctfs(params, refl, rotations, L, pixel_size, dtype=np.float64):
     """
     p = dict(params)
     p["defocus_angle"] = transformed_defocus_angles(p["defocus_angle"], refl, rotations)
-    return _rfft_layout(evaluate_ctf(L, pixel_size, **p, dtype=dtype))
+    return rfft_layout(evaluate_ctf(L, pixel_size, **p, dtype=dtype))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ def add_pipeline_arguments(p, *, n_classes=None):
                         "when it finds two populations)")
     p.add_argument("--max-extra-density", type=float, default=None, metavar="Z",
                    help="reject particles with unexplained density away from the centre "
-                        "above Z noise SDs (default: median + 4 robust SDs of the data set)")
+                        "above Z noise SDs (default: median + 3 robust SDs of the data set)")
     dask = p.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run on the Dask cluster of this scheduler (tcp://host:8786); "

@@ -16,12 +16,13 @@ import scipy.fft as sfft
 import starfile
 
 from .._progress import progress
+from ..averaging._transform import _phase_1d
 from ..basis import DenseFBTransform, FourierBesselBasis2D
 from ..selection.junk import (SCORE_NAMES, JunkRejector, particle_scores_fourier,
                               whitening_filter)
 from ..sources.centering import ring_average
 from ..sources.chain import resolve_chain
-from ..sources.ctf import evaluate_ctf
+from ..sources.ctf import evaluate_ctf, rfft_layout
 from ..sources.whitening import estimate_noise_psd
 from ._relion import partition_members
 
@@ -38,7 +39,7 @@ PARTICLE_LABELS = tuple(_PARTICLE_SCORES) + ("classavgKept",)
 logger = logging.getLogger(__name__)
 
 
-def scoring_assignment(members, distances):
+def scoring_assignment(members, distances, n_particles):
     """The class (row) and column each particle is scored in.
 
     A class reference fits its own average better than an independent image would: every
@@ -51,18 +52,17 @@ def scoring_assignment(members, distances):
     members, distances : ndarray, shape (K, m)
         Member indices (column 0: the reference) and feature distances of the selected
         classes.
+    n_particles : int
 
     Returns
     -------
     row, col : ndarray of int, shape (n_particles,)
         -1 where the particle is in no selected class.
     """
-    n = int(members.max()) + 1 if members.size else 0
-    K, m = members.shape
-    numbers = np.arange(1, K + 1)
-    row, col = partition_members(members[:, 1:], distances[:, 1:], numbers, n)
+    numbers = np.arange(1, members.shape[0] + 1)
+    row, col = partition_members(members[:, 1:], distances[:, 1:], numbers, n_particles)
     col = np.where(row >= 0, col + 1, -1)
-    own_row, own_col = partition_members(members, distances, numbers, n)
+    own_row, own_col = partition_members(members, distances, numbers, n_particles)
     none = row < 0
     row[none], col[none] = own_row[none], own_col[none]
     return row, col
@@ -75,8 +75,8 @@ def class_models(averages, rows, rotations, shifts, mirrors, basis, dense):
     :mod:`classavg.averaging._transform`) is undone on its class average: rotate by
     ``-theta``, shift by ``-s``, mirror -- computed as the mirror of the rotated
     Fourier-Bessel coefficients (a conjugation), one synthesis, then one Fourier shift by
-    ``(-s_x, s_y)`` for mirrored members (mirror and shift commute up to the sign of ``y``;
-    the Nyquist phase ``cos(pi s)`` as in :func:`~classavg.averaging._transform.shift_images`).
+    ``(-s_x, s_y)`` for mirrored members (mirror and shift commute up to the sign of ``y``),
+    with the phases of :func:`~classavg.averaging._transform.shift_images`.
 
     Parameters
     ----------
@@ -112,21 +112,14 @@ def class_model_spectra(averages, rows, rotations, shifts, mirrors, basis, dense
                    workers=-1)
     sh = -np.asarray(shifts, dtype=np.float64)
     sh[mirrors, 1] *= -1
-    ky, kx = np.fft.fftfreq(L), np.fft.rfftfreq(L)
-    py = np.exp(-2j * np.pi * ky[None, :] * sh[:, 1, None])
-    px = np.exp(-2j * np.pi * kx[None, :] * sh[:, 0, None])
-    if L % 2 == 0:      # the Nyquist phase as shift_images takes it: cos(pi s), real
-        py[:, L // 2] = np.cos(np.pi * sh[:, 1])
-        px[:, -1] = np.cos(np.pi * sh[:, 0])
-    F *= py[:, :, None]
-    F *= px[:, None, :]
+    F *= _phase_1d(L, sh[:, 1])[:, :, None]                       # over ky
+    F *= _phase_1d(L, sh[:, 0])[:, None, :L // 2 + 1]              # over kx >= 0
     return F
 
 
 def _rfft_ctf(src, indices, flipped):
-    L = src.L
-    h = evaluate_ctf(L, src.pixel_size, **src.ctf_params(indices))
-    h = sfft.ifftshift(h, axes=(-2, -1))[..., :L // 2 + 1]
+    """The images' CTFs on the ``rfft2`` half plane (``|CTF|`` after a phase flip)."""
+    h = rfft_layout(evaluate_ctf(src.L, src.pixel_size, **src.ctf_params(indices)))
     return np.abs(h) if flipped else h
 
 
@@ -172,10 +165,7 @@ def score_particles(cas, averages, rotations, shifts, particle_class, *, batch_s
     sel = cas.selection_indices
     members, dist = cas.class_indices[sel], cas.class_distances[sel]
     refl = cas.class_refl[sel]
-    row, col = scoring_assignment(members, dist)
-    if row.size < n:
-        row = np.concatenate([row, np.full(n - row.size, -1)])
-        col = np.concatenate([col, np.full(n - col.size, -1)])
+    row, col = scoring_assignment(members, dist, n)
     rng = np.random.default_rng(seed)
     sub = np.sort(rng.choice(n, size=min(n, n_estimate), replace=False))
     psd = estimate_noise_psd(src.images[sub])
@@ -232,8 +222,9 @@ def reject_junk(cas, averages, rotations, shifts, particle_class, options=None, 
     Returns
     -------
     (dict, JunkDecision, ndarray, dict)
-        The scores, the decision, the order (kept classes first, each group in the
-        selection's order) and the JSON-ready record; adds ``cas.timings["junk_scoring"]``.
+        The scores, the decision (its per-class arrays in the new order), the order (kept
+        classes first, each group in the selection's order) and the JSON-ready record;
+        adds ``cas.timings["junk_scoring"]``.
     """
     t0 = time.perf_counter()
     rejector = JunkRejector(**(options or {}))
@@ -243,6 +234,8 @@ def reject_junk(cas, averages, rotations, shifts, particle_class, options=None, 
     decision = rejector.decide(scores, particle_class, refs)
     order = np.concatenate([np.flatnonzero(decision.class_kept),
                             np.flatnonzero(~decision.class_kept)])
+    decision.class_kept = decision.class_kept[order]           # per class in the new order
+    decision.class_kept_fraction = decision.class_kept_fraction[order]
     cas.timings["junk_scoring"] = time.perf_counter() - t0
     record = {"options": rejector.get_params(), "thresholds": decision.thresholds, **rec,
               "n_kept_particles": int(decision.particle_kept.sum()),

@@ -254,8 +254,6 @@ def _write_averages(cas, stage, batch_size, junk):
             rank = particle_partition(cas, rot, sh)[0]
             scores, decision, order, rec = reject_junk(cas, data, rot, sh, rank - 1, junk,
                                                        batch_size=max(batch_size, 1024))
-            decision.class_kept = decision.class_kept[order]
-            decision.class_kept_fraction = decision.class_kept_fraction[order]
             cas.rank_classes(order)
             rot, sh, sc = rot[order], sh[order], sc[order]
             result = (scores, decision, rec)

@@ -132,15 +132,14 @@ _PRESET_LIST = [
            averager=BFSRAverager2D,
            averager_options=dict(radius="L//32", ctf_correction="wiener"),
            center={}),
-    Preset("1.4.0", "classavg 1.4.0: as 1.3.0, with automatic junk rejection (each particle "
-           "scored against its class model: classavg.selection.junk; rejected classes ranked "
-           "last, selected_particles.star / rejected_particles.star)",
-           classifier=dict(n_nbor=50, rerank=True, refine="vdm"),
-           selector=DistanceWithRepulsionClassSelector,
-           averager=BFSRAverager2D,
-           averager_options=dict(radius="L//32", ctf_correction="wiener"),
-           center={}, junk={}),
 ]
+# 1.4.0 is 1.3.0 with the junk rejection: derived, so the two cannot drift apart.
+_PRESET_LIST.append(_PRESET_LIST[-1].replace(
+    name="1.4.0",
+    description="classavg 1.4.0: as 1.3.0, with automatic junk rejection (each particle "
+                "scored against its class model: classavg.selection.junk; rejected classes "
+                "ranked last, selected_particles.star / rejected_particles.star)",
+    junk={}))
 
 #: All presets by name, oldest first; the last one is the default.
 PRESETS = {p.name: p for p in _PRESET_LIST}

@@ -22,7 +22,7 @@ import numpy as np
 
 from .._grid import frequency_grid
 
-__all__ = ["electron_wavelength", "evaluate_ctf"]
+__all__ = ["electron_wavelength", "evaluate_ctf", "rfft_layout"]
 
 
 def electron_wavelength(voltage_kv):
@@ -99,3 +99,14 @@ def evaluate_ctf(L, pixel_size, defocus_u, defocus_v, defocus_angle=0.0, *, volt
     if np.any(b != 0):
         ctf = ctf * np.exp(-b * k2 / 4.0)
     return ctf.astype(dtype, copy=False)
+
+
+def rfft_layout(full):
+    """CTFs on the ``fftshift`` grid (..., L, L) -> the ``rfft2`` half plane (..., L, L//2+1)."""
+    L = full.shape[-1]
+    f = np.fft.ifftshift(full, axes=(-2, -1))
+    half = f[..., :L // 2 + 1].copy()
+    if L % 2 == 0:
+        # rfft column L/2 is kx = +1/2; the full grid holds kx = -1/2, and CTF(k) = CTF(-k).
+        half[..., L // 2] = f[..., (-np.arange(L)) % L, L // 2]
+    return half
