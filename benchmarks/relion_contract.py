@@ -22,6 +22,12 @@ and whose true viewing directions agree within 15 degrees up to a mirror (``v_i 
 * **mirror-only**: the views agree only through the mirror (``v_j ~ -v_i``): no rotation
   relates them, yet RELION would treat them as one class.
 
+Both are counted twice: with the true rotations as simulated, and up to the map's symmetry
+(``classavg.metrics.symmetry``: the half-turn axes of the map with self-correlation >= 0.9;
+the rotations ``R`` and ``g R`` give the same image, so for a two-fold axis across the view
+a pair of one view looks mirror-related while one rotation relates it).  EMD-3488 (human
+haemoglobin, deposited with its exact two-fold) is the case where the two differ.
+
 "before" is the writing of classavg <= issue 17 emulated from the same run: every member in
 class ``k`` (mirrored or not), ``psi = -theta`` (theta: the alignment rotation recovered from the
 new file: ``psi`` for class ``k``, ``-psi`` for class ``K + k``).  With ``--relion`` the
@@ -40,48 +46,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def pair_metrics(numbers, psi_deg, rotations, classes, *, view_tol=15.0, psi_tol=10.0):
-    """Fractions of same-class pairs related by psi / only by a mirror (see the module notes).
-
-    Parameters
-    ----------
-    numbers : ndarray of int, shape (n,)
-        ``rlnClassNumber`` of every particle.
-    psi_deg : ndarray, shape (n,)
-        ``rlnAnglePsi``.
-    rotations : ndarray, shape (n, 3, 3)
-        True rotations.
-    classes : iterable of int
-        RELION class numbers whose pairs count.
-
-    Returns
-    -------
-    dict
-        ``pairs`` (pairs whose views agree within ``view_tol`` up to a mirror),
-        ``related_by_psi`` and ``mirror_only`` (fractions of ``pairs``, percent).
-    """
-    v = rotations[:, :, 2]
-    total = related = mirror_only = 0
-    for c in classes:
-        idx = np.flatnonzero(numbers == c)
-        if idx.size < 2:
-            continue
-        i, j = np.triu_indices(idx.size, 1)
-        i, j = idx[i], idx[j]
-        dots = np.einsum("pk,pk->p", v[i], v[j])
-        cos_tol = np.cos(np.deg2rad(view_tol))
-        direct = dots >= cos_tol
-        mirror = (-dots >= cos_tol) & ~direct
-        m = np.einsum("pki,pkj->pij", rotations[i], rotations[j])     # R_i^T R_j
-        b = np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0]))
-        d = np.mod(psi_deg[j] - psi_deg[i] - b + 180.0, 360.0) - 180.0
-        total += int((direct | mirror).sum())
-        related += int((direct & (np.abs(d) <= psi_tol)).sum())
-        mirror_only += int(mirror.sum())
-    pct = (lambda x: round(100.0 * x / total, 1)) if total else (lambda x: float("nan"))
-    return {"pairs": total, "related_by_psi": pct(related), "mirror_only": pct(mirror_only)}
 
 
 def relion_correlations(project, particles, averages, numbers):
@@ -115,7 +79,10 @@ def run(args):
 
     from classavg import set_progress
     from classavg.io import RelionSource
+    from classavg.metrics.symmetry import (same_class_pair_relations, symmetry_group,
+                                           twofold_axes)
     from classavg.pipeline import run_classavg
+    from classavg.sources.volume import load_volume
     from classavg.sources import simulate_dataset
 
     set_progress(False)
@@ -135,14 +102,22 @@ def run(args):
         numbers = parts["rlnClassNumber"].to_numpy()
         psi = parts["rlnAnglePsi"].to_numpy(np.float64)
         first = [k for k in range(1, min(10, K) + 1)]
-        after = pair_metrics(numbers, psi, sim.rotations, first + [K + k for k in first])
+        axes, corr = (twofold_axes(load_volume(args.volume)) if args.volume
+                      else (np.zeros((0, 3)), np.zeros(0)))
+        group = symmetry_group(axes)
         theta = np.where(numbers > K, -psi, psi)                   # the alignment rotation
         old_numbers = np.where(numbers > K, numbers - K, numbers)
-        before = pair_metrics(old_numbers, np.mod(-theta, 360.0), sim.rotations, first)
         out = {"n": args.n, "L": args.L, "volume": args.volume or "blob", "K": K,
                "n_nbor": cas.n_nbor, "assigned": int((numbers > 0).sum()),
-               "assigned_mirrored": int((numbers > K).sum()), "after": after,
-               "before_emulated": before, "run_seconds": round(seconds, 1)}
+               "assigned_mirrored": int((numbers > K).sum()),
+               "twofold_axes": np.round(axes, 4).tolist(),
+               "twofold_correlations": np.round(corr, 4).tolist(),
+               "run_seconds": round(seconds, 1)}
+        for key, g in (("", None), ("_up_to_symmetry", group)):
+            out["after" + key] = same_class_pair_relations(
+                numbers, psi, sim.rotations, first + [K + k for k in first], group=g)
+            out["before_emulated" + key] = same_class_pair_relations(
+                old_numbers, np.mod(-theta, 360.0), sim.rotations, first, group=g)
         if args.relion:
             out["relion_apply_transformation_corr"] = relion_correlations(
                 project, "Class2D/particles.star", paths["class_averages.star"], numbers)

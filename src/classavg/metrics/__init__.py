@@ -13,6 +13,9 @@ Class averages
     :func:`frc_resolution`, :func:`class_average_fidelity`.
 Noise
     :func:`estimate_snr`.
+Symmetry
+    :func:`twofold_axes`, :func:`symmetry_group`, :func:`same_class_pair_relations` (the
+    RELION contract of class members, up to the map's point symmetry).
 
 The viewing direction of a rotation ``R`` is its third column ``R[:, 2]``
 (:func:`viewing_directions`); see ``docs/conventions.md`` for every other convention.  This
@@ -48,6 +51,7 @@ from .fidelity import (
     ring_frequencies,
 )
 from .noise import estimate_snr
+from .symmetry import same_class_pair_relations, symmetry_group, twofold_axes
 
 __all__ = [
     "viewing_directions",
@@ -77,4 +81,8 @@ __all__ = [
     "class_average_fidelity",
     # noise
     "estimate_snr",
+    # symmetry
+    "twofold_axes",
+    "symmetry_group",
+    "same_class_pair_relations",
 ]
