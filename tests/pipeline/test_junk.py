@@ -13,6 +13,7 @@ from classavg.cli.main import main
 from classavg.io import RelionSource
 from classavg.pipeline import read_class_table, run_classavg
 from classavg.pipeline._junk import scoring_assignment
+from classavg.pipeline.presets import latest_preset
 from classavg.sources import simulate_dataset
 
 needs_relion = pytest.mark.skipif(shutil.which("relion_star_handler") is None,
@@ -55,7 +56,7 @@ def test_empty_ice_is_rejected_and_particles_kept(junk_run):
     assert (~kept[junk]).mean() >= 0.9
     assert kept[~junk].mean() >= 0.95
     rec = json.loads(paths["run.json"].read_text())
-    assert rec["preset"] == "1.4.0"
+    assert rec["preset"] == latest_preset().name
     assert rec["junk_rejection"]["n_kept_particles"] == int(kept.sum())
     assert np.isfinite(rec["junk_rejection"]["thresholds"]["min_fit"])
 
@@ -136,9 +137,13 @@ def test_given_thresholds_are_used(tmp_path, junk_run):
     project, *_ = junk_run
     out = tmp_path / "o"
     assert _cli_run(project, out, "--n-nbor", "10", "--min-fit-score=-1e9",
-                    "--max-extra-density", "1e9", "--no-report") == 0
+                    "--max-extra-density", "1e9", "--max-missing-density", "1e9",
+                    "--no-report") == 0
     rec = json.loads((out / "run.json").read_text())["junk_rejection"]
     assert rec["thresholds"]["min_fit"] == -1e9 and rec["n_rejected_particles"] == 0
+    assert rec["thresholds"]["max_missing"] == 1e9
+    parts = starfile.read(out / "particles.star", always_dict=True)["particles"]
+    assert {"classavgMissingDensity", "classavgMissingFraction"} <= set(parts.columns)
 
 
 def test_class_models_undo_the_alignment():
@@ -187,6 +192,21 @@ def test_cli_junk_options_are_checked_first(tmp_path, junk_run, capsys, argv, me
     out = tmp_path / "o"
     assert _cli_run(project, out, *argv) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_preset_1_4_has_no_missing_density_test(tmp_path, junk_run):
+    """1.4.0 decides as it did when it was the newest (no missing-density test); 1.5.0
+    adds the test with a threshold from the data."""
+    project, *_ = junk_run
+    src = RelionSource(project / "data" / "particles.star", data_dir=project)
+    _, paths = run_classavg(src.normalize_background(), tmp_path / "o", preset="1.4.0",
+                            n_nbor=10, report=False, project_dir=project)
+    rec = json.loads(paths["run.json"].read_text())["junk_rejection"]
+    assert rec["options"]["max_missing"] is None and rec["thresholds"]["max_missing"] is None
+    _, _, _, newest = junk_run
+    rec = json.loads(newest["run.json"].read_text())["junk_rejection"]
+    assert rec["thresholds"]["max_missing_rule"] == "median + 3 robust SD"
+    assert np.isfinite(rec["thresholds"]["max_missing"])
 
 
 def test_presets_before_1_4_keep_everything(tmp_path, junk_run):

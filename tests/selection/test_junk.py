@@ -86,6 +86,53 @@ def test_extra_finds_a_second_particle_and_an_off_centre_one(flat):
     assert np.median(b["single"]) > 15 > 3 > np.median(b["off"])
 
 
+def broken(model, angle, edge):
+    """``model`` with its density beyond the line ``x cos(angle) + y sin(angle) = edge``
+    removed (a hard edge)."""
+    y, x = centered_grid(model.shape[-1])
+    return model * (x * np.cos(angle) + y * np.sin(angle) <= edge)
+
+
+def test_missing_finds_a_broken_particle(flat):
+    rng = np.random.default_rng(6)
+    n = 300
+    m = 3 * asymmetric_model(L)
+    whole = m + rng.standard_normal((n, L, L))
+    part = broken(m, 0.7, 2.5) + rng.standard_normal((n, L, L))
+    models = np.broadcast_to(m, (n, L, L))
+    refs = np.broadcast_to(ring_average(m[None])[0], (n, L, L))
+    s_whole = particle_scores(whole, models, refs, flat)
+    s_part = particle_scores(part, models, refs, flat)
+    lost = m - broken(m, 0.7, 2.5)
+    share = (lost ** 2).sum() / (m ** 2).sum()
+    assert 0.15 < share < 0.6            # the lost half-plane is one the score searches
+    # in the lost half-plane the residual is -a m with the refitted amplitude
+    # a = 1 - share (~0.68), so the score is a ||lost|| (~7.3 noise SDs) on the true line;
+    # the nearest of the 16 searched directions is 5 degrees off -> more than half of
+    # ||lost||, against a maximum of correlated unit Gaussians (~2) for the whole particle
+    assert np.median(s_part["missing"]) > 0.5 * np.sqrt((lost ** 2).sum())
+    assert np.percentile(s_whole["missing"], 99) < 4.5 < np.percentile(s_part["missing"], 5)
+    # the fraction missing beyond the best line: most of it for the broken particle
+    assert np.median(s_part["missing_fraction"]) > 0.6
+    assert abs(np.median(s_whole["missing_fraction"])) < 0.5
+
+
+def test_missing_decision_needs_significance_and_fraction():
+    fit = np.full(6, 10.0)
+    scores = {"fit": fit, "blob": fit, "extra": np.full(6, 3.0),
+              "missing": np.array([2.0, 2.0, 9.0, 9.0, 2.0, 9.0]),
+              "missing_fraction": np.array([0.1, 0.9, 0.9, 0.2, 0.9, 0.5])}
+    cls = np.array([0, 0, 0, 1, 1, 1])
+    d = JunkRejector(min_fit=5, max_extra=6, max_missing=5).decide(scores, cls, [0, 3])
+    # rejected: significant and at least half missing (2, 5); kept: either alone (1, 3)
+    np.testing.assert_array_equal(d.particle_passed, [1, 1, 0, 1, 1, 0])
+    assert d.thresholds["max_missing"] == 5 and d.thresholds["max_missing_rule"] == "given"
+    off = JunkRejector(min_fit=5, max_extra=6, max_missing=None).decide(scores, cls, [0, 3])
+    assert off.particle_passed.all() and off.thresholds["max_missing"] is None
+    auto = JunkRejector(min_fit=5, max_extra=6).decide(scores, cls, [0, 3])
+    assert auto.thresholds["max_missing"] == pytest.approx(robust_upper(scores["missing"], 3))
+
+
 def _flip_x(a):
     """x -> -x about the centre pixel L // 2 (index i -> L - i mod L)."""
     return np.roll(a[..., ::-1], 1, axis=-1)
@@ -109,6 +156,9 @@ def test_scores_follow_the_image_and_ignore_the_model_scale(k, scale, seed):
     rot = particle_scores(g(x), scale * g(m), scale * g(t), wf)
     for key in ("fit", "blob", "extra"):
         np.testing.assert_allclose(rot[key], base[key], rtol=1e-9, atol=1e-9)
+    # missing: the 16 line directions map onto themselves under these isometries
+    for key in ("missing", "missing_fraction"):
+        np.testing.assert_allclose(rot[key], base[key], rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(rot["amplitude"] * scale, base["amplitude"], rtol=1e-9)
 
 
@@ -174,7 +224,8 @@ def test_automatic_thresholds_keep_a_junk_free_set():
 
 
 @pytest.mark.parametrize("kw", [dict(class_fraction=1.5), dict(extra_mads=-1),
-                                dict(max_rejected=2), dict(min_fit="x")])
+                                dict(max_rejected=2), dict(min_fit="x"),
+                                dict(max_missing="x"), dict(missing_ratio=-0.1)])
 def test_options_are_checked(kw):
     with pytest.raises((ValueError, TypeError)):
         JunkRejector(**kw)

@@ -95,6 +95,11 @@ def add_pipeline_arguments(p, *, n_classes=None):
     p.add_argument("--max-extra-density", type=float, default=None, metavar="Z",
                    help="reject particles with unexplained density away from the centre "
                         "above Z noise SDs (default: median + 3 robust SDs of the data set)")
+    p.add_argument("--max-missing-density", type=float, default=None, metavar="Z",
+                   help="reject particles (broken, partial) that lack at least half of their "
+                        "class model's density beyond a line, with a significance above Z "
+                        "noise SDs (default: median + 3 robust SDs of the data set; preset "
+                        "1.5.0+)")
     dask = p.add_mutually_exclusive_group()
     dask.add_argument("--scheduler", default=None, metavar="ADDRESS",
                       help="run on the Dask cluster of this scheduler (tcp://host:8786); "
@@ -133,7 +138,9 @@ def junk_arguments(args):
 
     opts = {}
     for flag, key, value in (("--min-fit-score", "min_fit", args.min_fit_score),
-                             ("--max-extra-density", "max_extra", args.max_extra_density)):
+                             ("--max-extra-density", "max_extra", args.max_extra_density),
+                             ("--max-missing-density", "max_missing",
+                              args.max_missing_density)):
         if value is not None:
             if not math.isfinite(value):
                 raise UserError(f"{flag} must be a finite number of noise SDs, got {value}")

@@ -33,7 +33,9 @@ __all__ = ["scoring_assignment", "score_particles", "reject_junk", "class_models
 #: classavg labels of particles.star with junk rejection (:mod:`classavg.selection.junk`)
 #: -> score; ``_classavgKept`` (1/0) is the decision.
 _PARTICLE_SCORES = {"classavgFitScore": "fit", "classavgBlobScore": "blob",
-                    "classavgAmplitude": "amplitude", "classavgExtraDensity": "extra"}
+                    "classavgAmplitude": "amplitude", "classavgExtraDensity": "extra",
+                    "classavgMissingDensity": "missing",
+                    "classavgMissingFraction": "missing_fraction"}
 PARTICLE_LABELS = tuple(_PARTICLE_SCORES) + ("classavgKept",)
 
 logger = logging.getLogger(__name__)

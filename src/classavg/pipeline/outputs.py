@@ -33,7 +33,8 @@ Files in the output folder (``K`` selected classes):
     onto the average of its ``rlnClassNumber`` by a shift then an in-plane rotation, as in
     RELION (:mod:`classavg.pipeline._relion`).  With junk rejection (``junk=``, preset
     1.4.0+; :mod:`classavg.selection.junk`) also the scores ``_classavgFitScore``,
-    ``_classavgBlobScore``, ``_classavgAmplitude``, ``_classavgExtraDensity`` and the decision
+    ``_classavgBlobScore``, ``_classavgAmplitude``, ``_classavgExtraDensity``,
+    ``_classavgMissingDensity``, ``_classavgMissingFraction`` and the decision
     ``_classavgKept`` (1/0); RELION keeps labels it does not know.
 ``selected_particles.star`` / ``rejected_particles.star``
     With junk rejection: the rows of ``particles.star`` kept / rejected.  Rejected classes

@@ -139,6 +139,13 @@ _PRESET_LIST.append(_PRESET_LIST[-1].replace(
     description="classavg 1.4.0: as 1.3.0, with automatic junk rejection (each particle "
                 "scored against its class model: classavg.selection.junk; rejected classes "
                 "ranked last, selected_particles.star / rejected_particles.star)",
+    junk={"max_missing": None}))
+# 1.5.0 adds the missing-density test of broken and partial particles.
+_PRESET_LIST.append(_PRESET_LIST[-1].replace(
+    name="1.5.0",
+    description="classavg 1.5.0: as 1.4.0, with the missing-density test of the junk "
+                "rejection (broken and partial particles: classavg.selection.junk; "
+                "EMD-11007, 30 % junk, SNR 1/8: broken particles rejected 37 % -> ~50 %)",
     junk={}))
 
 #: All presets by name, oldest first; the last one is the default.

@@ -123,7 +123,8 @@ def run_classavg(src, out_dir, *, preset=None, n_nbor=None, n_classes=None, seed
         the preset (``Preset.junk``; on from 1.4.0).
     junk_options : dict, optional
         :class:`~classavg.selection.junk.JunkRejector` options replacing the preset's
-        (``min_fit``, ``max_extra``, ``extra_mads``, ``class_fraction``, ``max_rejected``).
+        (``min_fit``, ``max_extra``, ``extra_mads``, ``extra_ratio``, ``max_missing``,
+        ``missing_ratio``, ``class_fraction``, ``max_rejected``).
 
     Returns
     -------

@@ -38,18 +38,35 @@ Scores (per particle)
     particle (aggregates) or a particle far from the centre (off-centre picks) gives a large
     peak; for a particle that its model explains, ``e`` is the maximum of a unit-variance
     Gaussian field (about 3).
+``missing`` (:math:`g`) and ``missing_fraction`` (:math:`\phi`)
+    Density of the model that is absent from the particle beyond a straight line (broken and
+    partial particles).  With ``u = a m_w`` (the scaled whitened model, in real space, on the
+    half-size grid of the frequencies below 1/4 cycle per pixel, where the particle's signal
+    is) and the half-planes ``H`` beyond a line (16 directions, 2 px steps) that hold
+    between 15 % and 60 % of the model's energy ``sum u^2``,
+
+    .. math:: g = \max_H \frac{-\sum_{p \in H} r_w(p) u(p)}{\sqrt{\sum_{p \in H} u(p)^2}},
+              \qquad \phi = \frac{-\sum_H r_w u}{\sum_H u^2} \text{ at that } H,
+
+    the significance of the model's deficit in ``H`` (the whitened noise is close to white,
+    so each ratio is close to ``N(0, 1)`` for a particle its model explains, and ``g`` is the
+    maximum of a few hundred correlated ones: about 2) and the fraction of the model missing
+    there (1 where the density is gone, 0 where the particle has it all).
 
 Decision
 --------
-A particle is rejected when its fit score is below ``min_fit``, or when
+A particle is rejected when its fit score is below ``min_fit``, when
 ``e > max_extra`` and ``e > extra_ratio * b`` (a second object at least half as strong as the
 centred particle: at high SNR the imperfect class model leaves residuals far above the noise
-but well below the particle itself).  Both thresholds are estimated from the data set itself
-unless given (``"auto"``):
+but well below the particle itself), or when ``g > max_missing`` and
+``phi >= missing_ratio`` (default 0.5: at least half the model's density missing beyond the
+line, not the model mismatch that grows with the SNR).  The thresholds are estimated from the
+data set itself unless given (``"auto"``):
 
 * ``max_extra`` = median + ``extra_mads`` (default 3) robust standard deviations (1.4826
   MAD) of ``e`` over all particles: ``e`` follows the noise-only law for every particle
-  without a second object, so a data set without junk keeps all but a Gaussian tail.
+  without a second object, so a data set without junk keeps all but a Gaussian tail;
+  ``max_missing`` the same for ``g`` (None: no missing-density test).
 * ``min_fit`` (for ``z``) and ``min_blob`` (for ``b``): a two-component Gaussian mixture
   (EM) of each score.  It gives a test when its components are separated (Ashman's
   :math:`D = \sqrt2 |\mu_1 - \mu_2| / \sqrt{\sigma_1^2 + \sigma_2^2} > 2` [2]_) and the
@@ -68,8 +85,8 @@ classes are rejected with their class.  The decision never rejects more than
 for these data, everything is kept and a warning says so.
 
 What it cannot do: at low SNR a particle's own significance bounds what any per-particle test
-finds.  Broken particles (a quarter to a half of the density missing) and junk among the
-particles of a small molecule (EMD-3488, 64 kDa, at SNR 1/8: ``b`` about 4 for particles
+finds.  Broken particles (a quarter to a half of the density missing; about half of them are
+found at SNR 1/8 on EMD-11007) and junk among the particles of a small molecule (EMD-3488, 64 kDa, at SNR 1/8: ``b`` about 4 for particles
 against 1.6 for empty ice) are largely kept (BENCHMARKS.md, "Junk rejection").
 
 References
@@ -86,147 +103,16 @@ import dataclasses
 import logging
 
 import numpy as np
-import scipy.fft as sfft
 
-from .._grid import radial_grid, rfft_rings
 from .._validation import check_float
-from ..sources.centering import ring_average
+from ._junk_scores import SCORE_NAMES, particle_scores, particle_scores_fourier, whitening_filter
+from ._thresholds import mixture_threshold, robust_upper
 
 __all__ = ["whitening_filter", "particle_scores", "particle_scores_fourier",
            "mixture_threshold", "robust_upper",
            "JunkDecision", "JunkRejector", "SCORE_NAMES"]
 
 logger = logging.getLogger(__name__)
-
-#: Per-particle scores of :func:`particle_scores`.
-SCORE_NAMES = ("fit", "blob", "amplitude", "extra")
-
-_AXES = (-2, -1)
-
-
-def whitening_filter(psd, L):
-    """``1 / sqrt(P(k))`` in ``rfft2`` layout, (L, L // 2 + 1), from a ring PSD (n_rings,)."""
-    ring, _ = rfft_rings(L)
-    psd = np.asarray(psd, dtype=np.float64)
-    return 1.0 / np.sqrt(psd[np.minimum(ring, psd.size - 1)])
-
-
-def particle_scores(images, models, references, wfilter, *, min_distance=None):
-    """The scores of the module docstring for a batch of particles and their models.
-
-    Parameters
-    ----------
-    images : ndarray, shape (k, L, L)
-        Particles, as classified (background-normalised).
-    models : ndarray, shape (k, L, L)
-        Each particle's class model in its own frame (module docstring).
-    references : ndarray, shape (k, L, L)
-        Each particle's rotationally symmetric reference (the ring-averaged particle with its
-        CTF), centred.
-    wfilter : ndarray, shape (L, L // 2 + 1)
-        :func:`whitening_filter` of the noise PSD.
-    min_distance : float, optional
-        ``d_0`` in pixels (default ``L / 8``).
-
-    Returns
-    -------
-    dict of ndarray, each (k,)
-        ``fit``, ``blob``, ``amplitude`` and ``extra`` (float64).
-    """
-    def spectrum(a):
-        return sfft.rfft2(np.asarray(a, dtype=np.float64), axes=_AXES, workers=-1) * wfilter
-
-    L = np.shape(images)[-1]
-    return particle_scores_fourier(spectrum(images), spectrum(models), spectrum(references),
-                                   L, min_distance=min_distance)
-
-
-def particle_scores_fourier(X, M, T, L, *, min_distance=None):
-    """:func:`particle_scores` from the whitened spectra: ``rfft2`` (no shift: the box centre
-    at pixel ``L // 2``) of the images, models and references times the whitening filter,
-    each (k, L, L // 2 + 1).  Inner products are Parseval sums over the half plane; one
-    inverse FFT per image gives the residual's correlation with the reference at every
-    translation."""
-    d0 = L / 8 if min_distance is None else float(min_distance)
-    _, weight = rfft_rings(L)
-    scale = weight / float(L * L)
-
-    def dot(A, B):
-        return np.einsum("kij,ij->k", (A * np.conj(B)).real, scale)
-
-    mm = np.maximum(dot(M, M), 1e-30)
-    xm = dot(X, M)
-    amp = xm / mm
-    tn = np.sqrt(np.maximum(dot(T, T), 1e-30))
-    resid = X - amp[:, None, None] * M
-    # (r * t)(d) = sum_p r(p + d) t(p): lag d at index d (circular)
-    cc = sfft.irfft2(resid * np.conj(T), s=(L, L), axes=_AXES, workers=-1) / tn[:, None, None]
-    far = sfft.ifftshift(radial_grid(L)) >= d0          # |lag|, circular
-    extra = np.where(far, cc, -np.inf).reshape(len(X), -1).max(axis=1)
-    return {"fit": xm / np.sqrt(mm), "blob": dot(X, T) / tn, "amplitude": amp,
-            "extra": extra}
-
-
-def robust_upper(values, n_sd):
-    """``median + n_sd * 1.4826 * MAD`` of the finite ``values``."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    med = float(np.median(v))
-    return med + n_sd * 1.4826 * float(np.median(np.abs(v - med)))
-
-
-def _gmm2(v, n_iter=200):
-    """Two-component 1-D Gaussian mixture by EM: ``(w, mu, sd)`` each (2,), ``mu`` sorted."""
-    lo, hi = np.percentile(v, [15, 85])
-    mu = np.array([lo, hi], dtype=np.float64)
-    sd = np.full(2, max(np.std(v) / 2, 1e-6))
-    w = np.array([0.5, 0.5])
-    for _ in range(n_iter):
-        logp = (np.log(w) - np.log(sd) - 0.5 * ((v[:, None] - mu) / sd) ** 2)
-        logp -= logp.max(axis=1, keepdims=True)
-        p = np.exp(logp)
-        p /= p.sum(axis=1, keepdims=True)
-        nk = np.maximum(p.sum(axis=0), 1e-9)
-        new_mu = (p * v[:, None]).sum(axis=0) / nk
-        sd = np.sqrt(np.maximum((p * (v[:, None] - new_mu) ** 2).sum(axis=0) / nk,
-                                (1e-3 * np.std(v)) ** 2 + 1e-12))
-        w = nk / nk.sum()
-        if np.allclose(new_mu, mu, rtol=0, atol=1e-8 * (1 + np.abs(mu).max())):
-            mu = new_mu
-            break
-        mu = new_mu
-    order = np.argsort(mu)
-    return w[order], mu[order], sd[order]
-
-
-def mixture_threshold(values, *, min_separation=2.0, min_weight=0.02, max_mean_ratio=0.5):
-    """The ``min_fit`` rule of the module docstring: the crossing of a separated two-component
-    Gaussian mixture, else ``-inf``.
-
-    Returns
-    -------
-    (float, dict)
-        The threshold and the mixture (``weights``, ``means``, ``sds``, ``separation``).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size < 20 or np.ptp(v) == 0:
-        return -np.inf, {"separation": 0.0}
-    w, mu, sd = _gmm2(v)
-    sep = float(np.sqrt(2) * (mu[1] - mu[0]) / np.sqrt(sd[0] ** 2 + sd[1] ** 2))
-    info = {"weights": w.tolist(), "means": mu.tolist(), "sds": sd.tolist(), "separation": sep}
-    info["mean_ratio"] = float(mu[0] / mu[1]) if mu[1] > 0 else np.inf
-    # the lower population must look like junk: at most half the particles' signal (noise
-    # alone scores near 0), not a split of the particles themselves (views that fit better)
-    # and junk is the minority (the lower population holds at most half of the particles)
-    if (sep <= min_separation or not min_weight <= w[0] <= 0.5
-            or not info["mean_ratio"] <= max_mean_ratio):
-        return -np.inf, info
-    grid = np.linspace(mu[0], mu[1], 2001)
-    dens = w[:, None] / sd[:, None] * np.exp(-0.5 * ((grid - mu[:, None]) / sd[:, None]) ** 2)
-    cross = np.flatnonzero(dens[0] <= dens[1])
-    thr = float(grid[cross[0]]) if cross.size else float(mu[1])
-    return thr, info
 
 
 @dataclasses.dataclass
@@ -269,6 +155,11 @@ class JunkRejector:
         ``extra`` rejects only when it is also at least this fraction of the particle's own
         ``blob`` score (default 0.5): a second object half as strong as the centred one, not
         the model mismatch that grows with the SNR.
+    max_missing : float, "auto" or None, optional
+        Highest ``missing`` score kept (default: median + ``extra_mads`` robust SDs; None: no
+        missing-density test, as in preset 1.4.0).
+    missing_ratio : float, optional
+        ``missing`` rejects only when ``missing_fraction`` is at least this (default 0.5).
     class_fraction : float, optional
         A class is kept when at least this fraction of its assigned particles pass (default
         0.5).
@@ -278,18 +169,23 @@ class JunkRejector:
     """
 
     def __init__(self, *, min_fit="auto", max_extra="auto", extra_mads=3.0, extra_ratio=0.5,
-                 class_fraction=0.5, max_rejected=0.6):
+                 max_missing="auto", missing_ratio=0.5, class_fraction=0.5,
+                 max_rejected=0.6):
         self.min_fit = min_fit if min_fit == "auto" else check_float("min_fit", min_fit)
         self.max_extra = (max_extra if max_extra == "auto"
                           else check_float("max_extra", max_extra))
         self.extra_mads = check_float("extra_mads", extra_mads, min=0.0)
         self.extra_ratio = check_float("extra_ratio", extra_ratio, min=0.0)
+        self.max_missing = (max_missing if max_missing in ("auto", None)
+                            else check_float("max_missing", max_missing))
+        self.missing_ratio = check_float("missing_ratio", missing_ratio, min=0.0)
         self.class_fraction = check_float("class_fraction", class_fraction, min=0.0, max=1.0)
         self.max_rejected = check_float("max_rejected", max_rejected, min=0.0, max=1.0)
 
     def get_params(self):
         return {"min_fit": self.min_fit, "max_extra": self.max_extra,
                 "extra_mads": self.extra_mads, "extra_ratio": self.extra_ratio,
+                "max_missing": self.max_missing, "missing_ratio": self.missing_ratio,
                 "class_fraction": self.class_fraction,
                 "max_rejected": self.max_rejected}
 
@@ -333,8 +229,17 @@ class JunkRejector:
         max_extra = (robust_upper(extra, self.extra_mads) if self.max_extra == "auto"
                      else self.max_extra)
         second = (extra > max_extra) & (extra > self.extra_ratio * np.nan_to_num(blob))
+        missing = np.asarray(scores.get("missing", np.full(n, np.nan)), dtype=np.float64)
+        if self.max_missing is None or not np.isfinite(missing).any():
+            max_missing, broken = None, np.zeros(n, bool)
+        else:
+            max_missing = (robust_upper(missing, self.extra_mads)
+                           if self.max_missing == "auto" else self.max_missing)
+            fraction = np.asarray(scores["missing_fraction"], dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                broken = (missing > max_missing) & (fraction >= self.missing_ratio)
         scored = np.isfinite(fit) & np.isfinite(extra)
-        passed = ~scored | (test & ~second)
+        passed = ~scored | (test & ~second & ~broken)
         n_assigned = np.bincount(cls[has], minlength=K)
         n_pass = np.bincount(cls[has], weights=passed[has], minlength=K)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -348,6 +253,10 @@ class JunkRejector:
                       "min_fit_rule": "given" if self.min_fit != "auto" else "mixture",
                       "max_extra_rule": ("given" if self.max_extra != "auto"
                                          else f"median + {self.extra_mads:g} robust SD"),
+                      "max_missing": None if max_missing is None else float(max_missing),
+                      "max_missing_rule": ("none" if max_missing is None else
+                                           "given" if self.max_missing != "auto"
+                                           else f"median + {self.extra_mads:g} robust SD"),
                       **info}
         if n and (~kept).mean() > self.max_rejected:
             logger.warning("junk rejection would reject %.0f %% of the particles (more than "
