@@ -330,15 +330,17 @@ def simulate(args, data_dir):
     config = {"n": args.n, "L": args.L, "snr": snr, "ctf": bool(args.ctf),
               "amplitude_contrast": args.amplitude_contrast if args.ctf else None,
               "seed": args.seed, "volume": args.volume,
-              "max_shift": args.max_shift}
+              "max_shift": args.max_shift, "amplitude_spread": args.amplitude_spread}
     star, cfg = data_dir / "particles.star", data_dir / "config.json"
     ctf = ctf_argument(args)
     if args.reuse and star.exists() and cfg.exists() and json.loads(cfg.read_text()) == config:
         return Simulation(args.L, args.n, volume=args.volume, snr=snr, ctf=ctf,
-                          max_shift=args.max_shift, seed=args.seed), 0.0, True
+                          max_shift=args.max_shift, amplitude_spread=args.amplitude_spread,
+                          seed=args.seed), 0.0, True
     t0 = time.perf_counter()
     sim = simulate_dataset(data_dir, args.n, args.L, snr=snr, ctf=ctf if ctf is not None
-                           else False, volume=args.volume, max_shift=args.max_shift, seed=args.seed,
+                           else False, volume=args.volume, max_shift=args.max_shift,
+                           amplitude_spread=args.amplitude_spread, seed=args.seed,
                            overwrite=True)
     np.save(data_dir / "viewing_directions.npy", sim.viewing_directions)
     np.save(data_dir / "rotations.npy", sim.rotations)
@@ -346,16 +348,39 @@ def simulate(args, data_dir):
     return sim, time.perf_counter() - t0, False
 
 
-def score_classification(ci, cr, vdirs):
+def score_classification(ci, cr, vdirs, group=None):
+    """The neighbour accuracy (and, for a map with a two-fold, the same up to the map's
+    symmetry: ``*_sym``, :mod:`classavg.metrics.symmetry`)."""
     from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
 
     acc = neighbor_accuracy(ci, vdirs)
-    return {"within_5": acc.fraction[5.0], "within_10": acc.fraction[10.0],
-            "within_20": acc.fraction[20.0], "ceiling_10": acc.ceiling[10.0],
-            "chance_10": acc.chance[10.0], "median_angle": acc.median_angle,
-            "mirror_agreement": float(mirror_flag_agreement(ci, cr, vdirs)),
-            "duplicates_per_class": float(np.mean(
-                [ci.shape[1] - np.unique(row).size for row in ci]))}
+    out = {"within_5": acc.fraction[5.0], "within_10": acc.fraction[10.0],
+           "within_20": acc.fraction[20.0], "ceiling_10": acc.ceiling[10.0],
+           "chance_10": acc.chance[10.0], "median_angle": acc.median_angle,
+           "mirror_agreement": float(mirror_flag_agreement(ci, cr, vdirs)),
+           "duplicates_per_class": float(np.mean(
+               [ci.shape[1] - np.unique(row).size for row in ci]))}
+    if group is not None and len(group) > 1:
+        sym = neighbor_accuracy(ci, vdirs, group=group, ceiling=False)
+        out.update(within_5_sym=sym.fraction[5.0], within_10_sym=sym.fraction[10.0],
+                   within_20_sym=sym.fraction[20.0], chance_10_sym=sym.chance[10.0],
+                   median_angle_sym=sym.median_angle, symmetry_order=len(group))
+    return out
+
+
+def volume_symmetry(volume):
+    """The point group of the half-turn axes of ``volume`` (None: the blob model)."""
+    if volume is None:
+        return None
+    from classavg.metrics.symmetry import symmetry_group, twofold_axes
+    from classavg.sources.molecules import is_molecule_name, molecule_path
+    from classavg.sources.volume import load_volume
+
+    path = molecule_path(volume) if is_molecule_name(volume) else volume
+    axes, corr = twofold_axes(load_volume(path))
+    print(f"two-fold axes of {volume}: {np.round(axes, 4).tolist()} "
+          f"(self-correlation {np.round(corr, 4).tolist()})", flush=True)
+    return symmetry_group(axes)
 
 
 def score_averages(averages, refs, sim):
@@ -412,6 +437,9 @@ def main(argv=None):
                    help="density map (MRC) to project; default the built-in blob model")
     p.add_argument("--max-shift", type=float, default=0.0,
                    help="largest particle offset in pixels (uniform in the disc)")
+    p.add_argument("--amplitude-spread", type=float, default=0.0,
+                   help="per-image contrast factors uniform in [1 - s, 1 + s] (issue 15's "
+                        "acceptance data: 0.2; default 0)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n-nbor", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -466,6 +494,7 @@ def main(argv=None):
     sim, t_sim, reused = simulate(args, data_dir)
     star = data_dir / "particles.star"
     vdirs = sim.viewing_directions
+    group = volume_symmetry(args.volume)
     print(f"data: {star} ({'reused' if reused else f'simulated in {t_sim:.1f} s'})",
           file=sys.stderr)
     mismatch = ctf_convention_check(sim) if args.ctf else []
@@ -560,12 +589,13 @@ def main(argv=None):
             if "skipped" not in entry["worker"]:
                 ci = np.load(wout / "class_indices.npy")
                 cr = np.load(wout / "class_refl.npy")
-                entry["accuracy"] = score_classification(ci, cr, vdirs)
+                entry["accuracy"] = score_classification(ci, cr, vdirs, group)
                 if mode == "pipeline":
                     sel = np.load(wout / "selection.npy")
                     avg = np.load(wout / "averages.npy")
                     entry["fidelity"] = score_averages(avg, ci[sel, 0], sim)
-                    entry["selected_accuracy"] = score_classification(ci[sel], cr[sel], vdirs)
+                    entry["selected_accuracy"] = score_classification(ci[sel], cr[sel], vdirs,
+                                                                      group)
                     if (wout / "averages_top.npy").exists():
                         k = len(sel)
                         entry["fidelity_top"] = score_averages(
@@ -651,6 +681,15 @@ def render(s):
                 f"{pr['peak_rss_gb']:.2f} | {_pct(a['within_5'])} | {_pct(a['within_10'])} | "
                 f"{_pct(a['within_20'])} | {_pct(a['ceiling_10'])} | {a['median_angle']:.1f} | "
                 f"{_pct(a['mirror_agreement'])} |")
+        sym = {k: e["accuracy"] for k, e in cls.items()
+               if "accuracy" in e and "within_10_sym" in e["accuracy"]}
+        if sym:
+            lines += ["", "Up to the map's symmetry (order "
+                      f"{next(iter(sym.values()))['symmetry_order']}; within 5/10/20 deg, "
+                      "median angle, chance at 10 deg): " + "; ".join(
+                          f"{k}: {_pct(a['within_5_sym'])} / {_pct(a['within_10_sym'])} / "
+                          f"{_pct(a['within_20_sym'])}, {a['median_angle_sym']:.1f}, "
+                          f"{_pct(a['chance_10_sym'])}" for k, a in sym.items())]
         if any(len(e.get("repeats") or []) > 1 for e in cls.values()):
             lines += ["", "Times are the fastest of the repeated runs; every run "
                       "(classification wall s / process CPU s / mean load): " + "; ".join(

@@ -143,3 +143,24 @@ def test_images_of_r_and_g_r_agree(c2_volume, c2_axis):
 
     a, b = project(r), project(g @ r)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.999
+
+
+def test_neighbour_angles_up_to_the_symmetry():
+    # a neighbour showing the view g v of its reference's view v is the same image
+    from classavg.metrics import neighbor_accuracy, neighbor_view_angles
+
+    g = half_turn([0.0, 0.0, 1.0])
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal((6, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    views = np.concatenate([v, v @ g.T])                 # image i + 6 shows g v_i
+    ci = np.stack([np.arange(6), np.arange(6) + 6], axis=1)
+    plain = neighbor_view_angles(ci, views)
+    group = symmetry_group([[0, 0, 1]])
+    np.testing.assert_allclose(neighbor_view_angles(ci, views, group=group), 0.0, atol=1e-6)
+    # without the group: the angle between v and its half-turn, 2 x its polar angle (mod 90)
+    polar = np.degrees(np.arccos(np.abs(v[:, 2])))
+    np.testing.assert_allclose(plain[:, 0], np.minimum(2 * polar, 180 - 2 * polar), atol=1e-6)
+    acc = neighbor_accuracy(ci, views, group=group, ceiling=True)
+    assert acc.fraction[10.0] == 1.0 and acc.ceiling is None
+    assert acc.chance[10.0] == pytest.approx(2 * (1 - np.cos(np.deg2rad(10.0))))

@@ -82,7 +82,7 @@ def chance_fraction(threshold):
     return float(out) if out.ndim == 0 else out
 
 
-def neighbor_view_angles(class_indices, viewing_directions):
+def neighbor_view_angles(class_indices, viewing_directions, *, group=None):
     """Angles between each class reference's view and its neighbours' views.
 
     Parameters
@@ -92,15 +92,20 @@ def neighbor_view_angles(class_indices, viewing_directions):
     viewing_directions : array_like, shape (n, 3) or (n, 3, 3)
         True viewing directions ``R[:, 2]`` of all n images (normalised here), or the
         rotations themselves.
+    group : ndarray, shape (m, 3, 3), optional
+        The map's point symmetry (:func:`classavg.metrics.symmetry.symmetry_group`): the
+        views ``v`` and ``g v`` give one image, so the angle is the smallest over the group.
 
     Returns
     -------
     ndarray, shape (n_classes, n_nbor - 1)
-        ``arccos(|v_r . v_j|)`` in degrees, in [0, 90].
+        ``min_g arccos(|v_r . g v_j|)`` in degrees, in [0, 90].
     """
     v = as_viewing_directions(viewing_directions)
     ci = as_class_indices(class_indices, v.shape[0])
     ang, _ = _pair_angles(v[ci[:, :1]], v[ci[:, 1:]])
+    for g in ([] if group is None else np.asarray(group, dtype=np.float64)):
+        ang = np.minimum(ang, _pair_angles(v[ci[:, :1]], v[ci[:, 1:]] @ g.T)[0])
     return ang
 
 
@@ -211,7 +216,7 @@ class NeighborAccuracy:
 
 
 def neighbor_accuracy(class_indices, viewing_directions, thresholds=(5.0, 10.0, 20.0), *,
-                      ceiling=True):
+                      ceiling=True, group=None):
     """Neighbour viewing-angle accuracy of a classification, with chance level and ceiling.
 
     Parameters
@@ -224,7 +229,11 @@ def neighbor_accuracy(class_indices, viewing_directions, thresholds=(5.0, 10.0, 
         Angles in degrees, each in (0, 90).
     ceiling : bool
         Compute the data-set ceiling (:func:`neighbor_ceiling`); about a second for
-        n = n_classes = 100,000.
+        n = n_classes = 100,000.  Not computed with a ``group``.
+    group : ndarray, shape (m, 3, 3), optional
+        Judge the views up to this point symmetry (:func:`neighbor_view_angles`); the chance
+        level is then ``m (1 - cos t)`` (exact for views more than ``t`` from every
+        symmetry axis, whose images of a cap do not overlap).
 
     Returns
     -------
@@ -240,15 +249,16 @@ def neighbor_accuracy(class_indices, viewing_directions, thresholds=(5.0, 10.0, 
     v = as_viewing_directions(viewing_directions)
     ci = as_class_indices(class_indices, v.shape[0])
     ts = _check_thresholds(thresholds)
-    ang = neighbor_view_angles(ci, v)
+    ang = neighbor_view_angles(ci, v, group=group)
     frac = {t: float(np.mean(ang <= t)) for t in ts}
     ceil = None
-    if ceiling:
+    if ceiling and group is None:
         per_class = _ceiling_per_class(ci[:, 0], ci.shape[1] - 1, v, ts)
         ceil = {t: float(per_class[i].mean()) for i, t in enumerate(ts)}
+    order = 1 if group is None else len(group)
     return NeighborAccuracy(
         thresholds=ts, fraction=frac, ceiling=ceil,
-        chance={t: chance_fraction(t) for t in ts},
+        chance={t: min(1.0, order * chance_fraction(t)) for t in ts},
         median_angle=float(np.median(ang)), mean_angle=float(np.mean(ang)),
         n_classes=int(ci.shape[0]), n_nbor=int(ci.shape[1]))
 
