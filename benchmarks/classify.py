@@ -32,13 +32,14 @@ import numpy as np
 
 
 def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto",
-            refine=None, dask_local=None, files=None, device="cpu"):
+            refine=None, dask_local=None, files=None, device="cpu", max_shift=0.0,
+            center=False):
     from classavg import Simulation, set_progress
     from classavg.classification import RIRClass2D
     from classavg.metrics import mirror_flag_agreement, neighbor_accuracy
 
     set_progress(False)
-    sim = Simulation(L, n, snr=snr, ctf=ctf, seed=seed)
+    sim = Simulation(L, n, snr=snr, ctf=ctf, seed=seed, max_shift=max_shift)
     src = sim.phase_flip() if ctf else sim
     if snr:
         # Not for noise-free data: there the normalisation divides each image by the spread
@@ -70,6 +71,10 @@ def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto
         if client is not None:
             client.run(lambda: None)                     # workers up before the clock starts
         t0 = time.perf_counter()
+        if center:
+            # as preset 1.3.0+ does: the classifier reads the centred particles (the
+            # reference and the translations are computed here, inside the timing)
+            data = data.center(seed=seed)
         clf = RIRClass2D(data, n_nbor=n_nbor, rerank=rerank, seed=seed, nn=nn,
                          ctf_correct=ctf_correct, refine=refine, device=device)
         ci, cr, cd = clf.classify(client=client)
@@ -78,6 +83,7 @@ def run_one(n, L, snr, ctf, n_nbor, rerank, seed, nn, threads, ctf_correct="auto
     return {
         "n": n, "L": L, "snr": snr, "ctf": ctf, "n_nbor": n_nbor, "rerank": rerank,
         "refine": refine, "dask_local": dask_local, "device": device,
+        "max_shift": max_shift, "center": center,
         "nn": clf.nn_method_, "ctf_correct": clf.ctf_correct_, "threads": threads,
         "simulate_s": round(t_sim, 2), "classify_s": round(total, 2),
         "stages_s": {k: round(v, 2) for k, v in clf.timings_.items()},
@@ -108,6 +114,10 @@ def main(argv=None):
     p.add_argument("--refine", nargs="+", default=["none"], choices=["none", "vdm"],
                    help="neighbour refinement(s) to run (vdm: vector diffusion maps)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-shift", type=float, default=0.0,
+                   help="picking offsets uniform in a disc of this radius (px)")
+    p.add_argument("--center", action="store_true",
+                   help="centre the particles first (src.center(), as preset 1.3.0+)")
     p.add_argument("--dask-local", type=int, default=None, metavar="N",
                    help="classify on a local Dask cluster of N worker processes")
     p.add_argument("--files", metavar="DIR", default=None,
@@ -136,6 +146,8 @@ def main(argv=None):
                         cmd += ["--dask-local", str(args.dask_local)]
                     if args.files:
                         cmd += ["--files", args.files]
+                    cmd += ["--max-shift", str(args.max_shift)]
+                    cmd += ["--center"] if args.center else []
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
                     row = json.loads(out.stdout.strip().splitlines()[-1])
                 else:
@@ -143,7 +155,7 @@ def main(argv=None):
                                   args.seed, args.nn, threads,
                                   {"auto": "auto", "on": True, "off": False}[args.ctf_correct],
                                   None if rf == "none" else rf, args.dask_local,
-                                  args.files, args.device)
+                                  args.files, args.device, args.max_shift, args.center)
                 rows.append(row)
                 if args.json:
                     print(json.dumps(row), flush=True)
