@@ -69,6 +69,9 @@ def main(argv=None):
     p.add_argument("--noise", nargs="+", default=["ice"], choices=["white", "ice"])
     p.add_argument("--timing", action="store_true",
                    help="also run without the scoring and give the time ratio")
+    p.add_argument("--ctf-boundary", choices=["periodic", "crop"], default="periodic",
+                   help="how the particles get their CTF (Simulation ctf_boundary; the junk "
+                        "always on a canvas twice the box, as 'crop')")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default=None, help="keep the data sets and runs here")
     a = p.parse_args(argv)
@@ -80,7 +83,8 @@ def main(argv=None):
     root = Path(a.workdir or tempfile.mkdtemp(prefix="classavg-junk-"))
     for mol in a.molecule:
         for noise in a.noise:
-            folder = root / f"{Path(mol).stem}-{noise}-junk{a.junk:g}-snr{a.snr:g}"
+            folder = root / (f"{Path(mol).stem}-{noise}-junk{a.junk:g}-snr{a.snr:g}"
+                             + ("-crop" if a.ctf_boundary == "crop" else ""))
             if folder.exists():
                 shutil.rmtree(folder)
             extra = (dict(background_offset=0.5, background_gradient=0.5) if noise == "ice"
@@ -88,9 +92,11 @@ def main(argv=None):
             vol = {} if mol == "blob" else {"volume": mol}
             sim = simulate_dataset(folder / "data", n=a.n, L=a.L, **vol, snr=a.snr,
                                    ctf=True, max_shift=3, amplitude_spread=0.2, noise=noise,
-                                   junk=a.junk, seed=a.seed, **extra)
+                                   junk=a.junk, seed=a.seed, ctf_boundary=a.ctf_boundary,
+                                   **extra)
             paths, seconds, cas = run_set(folder, None, a.seed)
             res = {"molecule": mol, "noise": noise, "junk": a.junk, "n": a.n, "snr": a.snr,
+                   "ctf_boundary": a.ctf_boundary,
                    **evaluate(sim.kinds, paths), "seconds": round(seconds, 1),
                    "scoring_seconds": round(cas.timings.get("junk_scoring", 0.0), 1)}
             rec = json.loads(paths["run.json"].read_text())["junk_rejection"]["thresholds"]

@@ -69,6 +69,10 @@ def add_parser(subparsers):
     p.add_argument("--defocus-range", type=float, nargs=2, default=(1.0e4, 2.5e4),
                    metavar=("MIN", "MAX"),
                    help="smallest and largest defocus in Angstrom (default 10000 25000)")
+    p.add_argument("--ctf-boundary", choices=("periodic", "crop"), default="periodic",
+                   help="periodic (default): the CTF in the box's own Fourier transform, "
+                        "delocalised signal wraps round; crop: on a canvas twice the box, "
+                        "then cropped, as in extraction from a micrograph")
     p.add_argument("--max-shift", type=float, default=0.0, metavar="PX",
                    help="random offsets uniform in a disk of this radius in pixels (default 0)")
     p.add_argument("--pixel-size", type=float, default=None, metavar="A",
@@ -104,6 +108,7 @@ def run(args) -> int:
             args.output, args.n, args.L, snr=args.snr, volume=args.molecule or args.volume,
             ctf=args.ctf, n_defocus_groups=args.defocus_groups,
             defocus_range=tuple(args.defocus_range), max_shift=args.max_shift,
+            ctf_boundary=args.ctf_boundary,
             pixel_size=args.pixel_size, seed=args.seed, noise=noise,
             amplitude_spread=args.amplitude_spread, background_offset=args.background_offset,
             background_gradient=args.background_gradient, contrast=args.contrast,

@@ -167,6 +167,14 @@ class Simulation(ImageSource):
         a blob volume on the ``L^3`` grid first.
     nufft_eps : float, optional
         Requested NUFFT accuracy; default 1e-6 (float32) or 1e-10 (float64).
+    ctf_boundary : {"periodic", "crop"}, optional
+        How a particle gets its CTF.  "periodic" (default, as ASPIRE and earlier classavg):
+        multiplied in the box's own Fourier transform, so signal the CTF delocalises beyond
+        the box edge wraps round to the other side.  "crop": applied on a zero-padded canvas
+        twice the box, then the box cropped, as the junk images get it and as extraction from
+        a micrograph does (the delocalised signal leaves the box).  The two differ where the
+        delocalisation ``lambda dF / d`` exceeds the box margin: at 1.64 A/px (EMD-3488) and
+        2.5 um defocus about 150 A, more than the 105 A box (BENCHMARKS.md, "Junk rejection").
 
     Notes
     -----
@@ -186,7 +194,8 @@ class Simulation(ImageSource):
                  max_shift=0.0, ctf=None, n_defocus_groups=7, defocus_range=(1.0e4, 2.5e4),
                  pixel_size=None, amplitude_spread=0.0, background_offset=0.0,
                  background_gradient=0.0, contrast="bright", junk=0.0, junk_kinds=None,
-                 rotations=None, seed=0, dtype=np.float32, projection="auto", nufft_eps=None):
+                 rotations=None, seed=0, dtype=np.float32, projection="auto", nufft_eps=None,
+                 ctf_boundary="periodic"):
         L = check_int("L", L, min=2)
         n = check_int("n", n, min=1)
         if isinstance(seed, np.random.Generator) or seed is None:
@@ -198,6 +207,7 @@ class Simulation(ImageSource):
         self._snr = check_float("snr", snr, min=0.0, min_inclusive=False, allow_none=True)
         check_choice("projection", projection, ("auto", "analytic", "nufft"))
         self._contrast = check_choice("contrast", contrast, ("bright", "dark"))
+        self._ctf_boundary = check_choice("ctf_boundary", ctf_boundary, ("periodic", "crop"))
         psd, self._noise_name = resolve_noise(noise)
         self._psd, self._noise_filter = psd, noise_filter(psd, L)
         if pixel_size is not None:
@@ -360,10 +370,14 @@ class Simulation(ImageSource):
                 ky, kx = np.fft.fftfreq(L), np.fft.rfftfreq(L)
                 f *= np.exp(-2j * np.pi * off[:, 1, None] * ky)[:, :, None].astype(f.dtype)
                 f *= np.exp(-2j * np.pi * off[:, 0, None] * kx)[:, None, :].astype(f.dtype)
-            if ctf and self._ctf is not None:
-                f *= _rfft_ctf(self._ctf, idx, L, self.pixel_size, f.real.dtype)
-            img = sfft.irfft2(f, s=(L, L), workers=-1)
-            out[start:start + len(idx)] = np.fft.fftshift(img, axes=(1, 2))
+            if ctf and self._ctf is not None and self._ctf_boundary == "crop":
+                out[start:start + len(idx)] = self._crop_ctf(
+                    np.fft.fftshift(sfft.irfft2(f, s=(L, L), workers=-1), axes=(1, 2)), idx)
+            else:
+                if ctf and self._ctf is not None:
+                    f *= _rfft_ctf(self._ctf, idx, L, self.pixel_size, f.real.dtype)
+                img = sfft.irfft2(f, s=(L, L), workers=-1)
+                out[start:start + len(idx)] = np.fft.fftshift(img, axes=(1, 2))
             if junk:
                 use_ctf = ctf and self._ctf is not None
                 out[start + np.asarray(junk)] = _junk.compose_batch(
@@ -371,6 +385,20 @@ class Simulation(ImageSource):
                     ctf=(lambda i, M: _rfft_ctf(self._ctf, [i], M, self.pixel_size,
                                                 np.float64)[0]) if use_ctf else None)
         return out
+
+    def _crop_ctf(self, images, idx):
+        """``ctf_boundary="crop"``: the CTF of images ``idx`` applied to the (k, L, L) centred
+        projections on a zero-padded ``2L`` canvas, then the box cropped (the junk's CTF,
+        :func:`~classavg.sources.junk.compose_batch`): signal delocalised beyond the box is
+        lost instead of wrapping round."""
+        L, M = self.L, 2 * self.L
+        canvas = np.zeros((len(idx), M, M))
+        lo = M // 2 - L // 2
+        canvas[:, lo:lo + L, lo:lo + L] = images
+        f = sfft.rfft2(np.fft.ifftshift(canvas, axes=(1, 2)), axes=(1, 2), workers=-1)
+        f *= _rfft_ctf(self._ctf, idx, M, self.pixel_size, np.float64)
+        canvas = np.fft.fftshift(sfft.irfft2(f, s=(M, M), axes=(1, 2), workers=-1), axes=(1, 2))
+        return canvas[:, lo:lo + L, lo:lo + L]
 
     def _slices(self, rot):
         """Fourier transforms of the clean projections, rfft layout (k, L, L // 2 + 1)."""
