@@ -145,7 +145,7 @@ _PRESET_LIST.append(_PRESET_LIST[-1].replace(
     name="1.5.0",
     description="classavg 1.5.0: as 1.4.0, with the missing-density test of the junk "
                 "rejection (broken and partial particles: classavg.selection.junk; "
-                "EMD-11007, 30 % junk, SNR 1/8: broken particles rejected 37 % -> ~50 %)",
+                "EMD-11007, 30 % junk, SNR 1/8: broken particles rejected 37 % -> 58 %)",
     junk={}))
 
 #: All presets by name, oldest first; the last one is the default.
