@@ -44,7 +44,8 @@ from .._errors import ParameterError
 from .._grid import centered_grid
 
 __all__ = ["JUNK_KINDS", "KINDS", "draw_kinds", "particle_scale", "draw_junk", "compose_junk",
-           "ice_contamination", "carbon_edge", "shift_nonperiodic", "broken_mask"]
+           "ice_contamination", "carbon_edge", "shift_nonperiodic", "broken_mask",
+           "ctf_on_canvas", "ctf_in_box"]
 
 #: The junk kinds, in the order of the module docstring.
 JUNK_KINDS = ("empty_ice", "ice_contamination", "carbon_edge", "aggregate", "off_centre",
@@ -173,11 +174,12 @@ def carbon_edge(L, angle, distance, density, width=1.0):
 
 
 def _embed(image, M):
-    """``image`` (L, L) at the centre of a zero (M, M) canvas (centre pixel ``M // 2``)."""
+    """``image`` (..., L, L) at the centre of a zero (..., M, M) canvas (centre pixel
+    ``M // 2``)."""
     L = image.shape[-1]
-    out = np.zeros((M, M))
+    out = np.zeros(image.shape[:-2] + (M, M))
     lo = M // 2 - L // 2
-    out[lo:lo + L, lo:lo + L] = image
+    out[..., lo:lo + L, lo:lo + L] = image
     return out
 
 
@@ -185,6 +187,23 @@ def _crop(canvas, L):
     """The central (L, L) window of a canvas (centre pixel kept at ``L // 2``)."""
     lo = canvas.shape[-1] // 2 - L // 2
     return canvas[..., lo:lo + L, lo:lo + L]
+
+
+def ctf_on_canvas(canvas, h):
+    """The CTF ``h`` (rfft2 layout of the canvas size) applied to centred canvases
+    (..., M, M): what a particle or junk image gets before the box is cropped from it."""
+    axes = (-2, -1)
+    f = sfft.rfft2(np.fft.ifftshift(canvas, axes=axes), axes=axes, workers=-1) * h
+    return np.fft.fftshift(sfft.irfft2(f, s=canvas.shape[-2:], axes=axes, workers=-1),
+                           axes=axes)
+
+
+def ctf_in_box(images, h):
+    """:func:`ctf_on_canvas` for images (..., L, L): each embedded in a zero canvas twice its
+    size (``h`` on that grid), the CTF applied there and the box cropped, so that signal the
+    CTF delocalises beyond the box is lost instead of wrapping round."""
+    L = images.shape[-1]
+    return _crop(ctf_on_canvas(_embed(images, 2 * L), h), L)
 
 
 def _fourier_shift(canvas, offset):
@@ -293,7 +312,6 @@ def compose_batch(specs, idx, junk, f_all, L, density, ctf=None):
                               density)
         pos += m
         if ctf is not None:
-            f = sfft.rfft2(np.fft.ifftshift(canvas)) * ctf(int(idx[j]), 2 * L)
-            canvas = np.fft.fftshift(sfft.irfft2(f, s=canvas.shape))
+            canvas = ctf_on_canvas(canvas, ctf(int(idx[j]), 2 * L))
         out[r] = _crop(canvas, L)
     return out

@@ -388,17 +388,11 @@ class Simulation(ImageSource):
 
     def _crop_ctf(self, images, idx):
         """``ctf_boundary="crop"``: the CTF of images ``idx`` applied to the (k, L, L) centred
-        projections on a zero-padded ``2L`` canvas, then the box cropped (the junk's CTF,
-        :func:`~classavg.sources.junk.compose_batch`): signal delocalised beyond the box is
+        projections on a zero-padded ``2L`` canvas, then the box cropped, as the junk gets it
+        (:func:`~classavg.sources.junk.compose_batch`): signal delocalised beyond the box is
         lost instead of wrapping round."""
-        L, M = self.L, 2 * self.L
-        canvas = np.zeros((len(idx), M, M))
-        lo = M // 2 - L // 2
-        canvas[:, lo:lo + L, lo:lo + L] = images
-        f = sfft.rfft2(np.fft.ifftshift(canvas, axes=(1, 2)), axes=(1, 2), workers=-1)
-        f *= _rfft_ctf(self._ctf, idx, M, self.pixel_size, np.float64)
-        canvas = np.fft.fftshift(sfft.irfft2(f, s=(M, M), axes=(1, 2), workers=-1), axes=(1, 2))
-        return canvas[:, lo:lo + L, lo:lo + L]
+        h = _rfft_ctf(self._ctf, idx, 2 * self.L, self.pixel_size, np.float64)
+        return _junk.ctf_in_box(images, h)
 
     def _slices(self, rot):
         """Fourier transforms of the clean projections, rfft layout (k, L, L // 2 + 1)."""
