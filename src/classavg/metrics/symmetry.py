@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.optimize import minimize
 
 from .._validation import check_float, check_int
+from ._common import viewing_directions
 
 __all__ = ["twofold_axes", "symmetry_group", "same_class_pair_relations"]
 
@@ -185,7 +186,7 @@ def same_class_pair_relations(numbers, psi_deg, rotations, classes, *, group=Non
     group = np.eye(3)[None] if group is None else np.asarray(group, dtype=np.float64)
     cos_tol = np.cos(np.deg2rad(check_float("view_tol", view_tol, min=0.0)))
     psi_tol = check_float("psi_tol", psi_tol, min=0.0)
-    v = rotations[:, :, 2]
+    v = viewing_directions(rotations)
     total = related = mirror_only = 0
     for c in classes:
         idx = np.flatnonzero(numbers == c)

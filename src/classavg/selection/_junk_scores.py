@@ -72,9 +72,9 @@ def _coarse(F, L):
     the frequencies below a quarter cycle per pixel (the Nyquist row and column of the small
     grid dropped, so that the grid symmetries about the centre are kept), scaled so that unit
     white noise keeps unit variance, inside the disk of radius ``L / 4``; the centre pixel
-    ``L // 2`` becomes ``L // 4``.  The
-    particle signal that the ``missing`` score weighs lies below that frequency, and the
-    half-plane sums cost a quarter.  ``L`` not a multiple of 4: the full grid."""
+    ``L // 2`` becomes ``L // 4``.  The particle signal that the ``missing`` score weighs lies
+    below that frequency, and the half-plane sums cost a quarter.  ``L`` not a multiple of
+    4: the full grid."""
     if L % 4:
         out = sfft.irfft2(F, s=(L, L), axes=_AXES, workers=-1)
     else:
@@ -130,7 +130,7 @@ def particle_scores_fourier(X, M, T, L, *, min_distance=None):
     at pixel ``L // 2``) of the images, models and references times the whitening filter,
     each (k, L, L // 2 + 1).  Inner products are Parseval sums over the half plane; one
     inverse FFT per image gives the residual's correlation with the reference at every
-    translation."""
+    translation, two half-size ones the residual and the fitted model (``missing``)."""
     d0 = L / 8 if min_distance is None else float(min_distance)
     _, weight = rfft_rings(L)
     scale = weight / float(L * L)
@@ -142,11 +142,12 @@ def particle_scores_fourier(X, M, T, L, *, min_distance=None):
     xm = dot(X, M)
     amp = xm / mm
     tn = np.sqrt(np.maximum(dot(T, T), 1e-30))
-    resid = X - amp[:, None, None] * M
+    fitted = amp[:, None, None] * M
+    resid = X - fitted
     # (r * t)(d) = sum_p r(p + d) t(p): lag d at index d (circular)
     cc = sfft.irfft2(resid * np.conj(T), s=(L, L), axes=_AXES, workers=-1) / tn[:, None, None]
     far = sfft.ifftshift(radial_grid(L)) >= d0          # |lag|, circular
     extra = np.where(far, cc, -np.inf).reshape(len(X), -1).max(axis=1)
-    missing, fraction = _missing_density(_coarse(resid, L), _coarse(amp[:, None, None] * M, L))
+    missing, fraction = _missing_density(_coarse(resid, L), _coarse(fitted, L))
     return {"fit": xm / np.sqrt(mm), "blob": dot(X, T) / tn, "amplitude": amp,
             "extra": extra, "missing": missing, "missing_fraction": fraction}

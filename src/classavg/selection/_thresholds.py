@@ -7,6 +7,7 @@ import numpy as np
 
 __all__ = ["robust_upper", "mixture_threshold"]
 
+
 def robust_upper(values, n_sd):
     """``median + n_sd * 1.4826 * MAD`` of the finite ``values``."""
     v = np.asarray(values, dtype=np.float64)
